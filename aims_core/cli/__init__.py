@@ -1,0 +1,40 @@
+"""The `aims` command line. Commands call services; no Prefect is imported here at start-up,
+so `aims --help` stays fast (the engine commands import flows lazily)."""
+
+from __future__ import annotations
+
+import typer
+
+from aims_core.cli._base import AimsGroup
+from aims_core.cli import (
+    catalog_cmd,
+    config_cmd,
+    db_cmd,
+    demo_cmd,
+    evidence_cmd,
+    people_cmd,
+    raci_cmd,
+    soa_cmd,
+    systems_cmd,
+)
+
+app = typer.Typer(
+    cls=AimsGroup,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="AIMS Flow: an ISO/IEC 42001 AI Management System run as Prefect flows.",
+)
+app.command("init")(db_cmd.init)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(catalog_cmd.app, name="catalog")
+app.add_typer(soa_cmd.app, name="soa")
+app.add_typer(people_cmd.app, name="people")
+app.add_typer(systems_cmd.app, name="systems")
+app.add_typer(raci_cmd.app, name="raci")
+app.add_typer(evidence_cmd.app, name="evidence")
+app.add_typer(demo_cmd.app, name="demo")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,48 @@
+"""Errors a user can cause. Each names the field and the problem; the CLI prints one line and exits 2."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class AimsError(Exception):
+    """A user-facing error: bad input, unknown record, or a refused operation."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class InvalidInput(AimsError):
+    pass
+
+
+class NotFound(AimsError):
+    pass
+
+
+class Conflict(AimsError):
+    pass
+
+
+class ImportRejected(AimsError):
+    """A file import with bad rows: every problem is listed and nothing was written."""
+
+    def __init__(self, problems: list[str], source: str) -> None:
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} bad row(s), nothing imported")
+
+
+def from_validation_error(exc: ValidationError) -> InvalidInput:
+    """The first problem of a pydantic error as one line naming the field."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err.get("loc", ())) or None
+    msg = err.get("msg", "invalid value")
+    msg = msg.removeprefix("Value error, ")
+    return InvalidInput(msg, field=field)

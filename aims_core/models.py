@@ -1,0 +1,269 @@
+"""The AIMS database: SQLAlchemy 2.0 typed models.
+
+Enumerations are stored as short strings with CHECK constraints (`native_enum=False`), so the same
+migrations run on SQLite and PostgreSQL. Later capabilities (approvals, incidents, CAPA, audits,
+reviews, training) add their tables beside these.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class RiskTier(enum.StrEnum):
+    prohibited = "prohibited"
+    high = "high"
+    limited = "limited"
+    minimal = "minimal"
+    gpai = "gpai"
+
+
+class Criticality(enum.StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+class LifecycleStage(enum.StrEnum):
+    concept = "concept"
+    design = "design"
+    development = "development"
+    validation = "validation"
+    deployment = "deployment"
+    operation = "operation"
+    decommission = "decommission"
+
+
+class RaciKind(enum.StrEnum):
+    responsible = "responsible"
+    consulted = "consulted"
+    informed = "informed"
+
+
+class ControlKind(enum.StrEnum):
+    clause = "clause"
+    annex_objective = "annex-objective"
+    annex_control = "annex-control"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=24,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class Role(Base):
+    """The role catalog (top-management, system-owner, internal-auditor, ...)."""
+
+    __tablename__ = "role"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class PersonRole(Base):
+    __tablename__ = "person_role"
+
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), primary_key=True
+    )
+    role_id: Mapped[str] = mapped_column(ForeignKey("role.id"), primary_key=True)
+
+
+class Person(Base):
+    __tablename__ = "person"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    slack_user_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    manager: Mapped[Person | None] = relationship(remote_side=[id])
+    roles: Mapped[list[Role]] = relationship(secondary="person_role", order_by=Role.id)
+
+
+class Vendor(Base):
+    __tablename__ = "vendor"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AISystem(Base):
+    """The AI system inventory."""
+
+    __tablename__ = "ai_system"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    purpose: Mapped[str] = mapped_column(Text)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    risk_tier: Mapped[RiskTier] = mapped_column(_enum(RiskTier, "risk_tier"))
+    criticality: Mapped[Criticality] = mapped_column(_enum(Criticality, "criticality"))
+    lifecycle_stage: Mapped[LifecycleStage] = mapped_column(
+        _enum(LifecycleStage, "lifecycle_stage"), default=LifecycleStage.concept
+    )
+    vendor_id: Mapped[int | None] = mapped_column(ForeignKey("vendor.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[Person] = relationship()
+    vendor: Mapped[Vendor | None] = relationship()
+
+
+class RaciActivity(Base):
+    """RACI for one activity, organisation-wide or for one AI system.
+
+    Exactly one Accountable holds by construction: it is a required column, not a member row.
+    `scope` is "org" or "system:<id>" so uniqueness works alike on SQLite and PostgreSQL (NULLs
+    never collide in a unique index).
+    """
+
+    __tablename__ = "raci_activity"
+    __table_args__ = (UniqueConstraint("activity", "scope", name="uq_raci_activity_scope"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity: Mapped[str] = mapped_column(String(120))
+    scope: Mapped[str] = mapped_column(String(40))
+    system_id: Mapped[int | None] = mapped_column(ForeignKey("ai_system.id", ondelete="CASCADE"))
+    accountable_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    system: Mapped[AISystem | None] = relationship()
+    accountable: Mapped[Person] = relationship()
+    members: Mapped[list[RaciMember]] = relationship(
+        cascade="all, delete-orphan", order_by="RaciMember.kind"
+    )
+
+
+class RaciMember(Base):
+    __tablename__ = "raci_member"
+
+    raci_id: Mapped[int] = mapped_column(
+        ForeignKey("raci_activity.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), primary_key=True)
+    kind: Mapped[RaciKind] = mapped_column(_enum(RaciKind, "raci_kind"), primary_key=True)
+
+    person: Mapped[Person] = relationship()
+
+
+class Control(Base):
+    """An ISO/IEC 42001 requirement: a clause or sub-clause, an Annex A objective or control."""
+
+    __tablename__ = "control"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[ControlKind] = mapped_column(_enum(ControlKind, "control_kind"))
+    title: Mapped[str] = mapped_column(String(300))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("control.id"))
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class SoaEntry(Base):
+    """Statement of Applicability: one row per Annex A control that has been decided."""
+
+    __tablename__ = "soa_entry"
+    __table_args__ = (
+        CheckConstraint(
+            "applicable OR length(trim(justification)) > 0", name="not_applicable_justified"
+        ),
+    )
+
+    control_id: Mapped[str] = mapped_column(ForeignKey("control.id"), primary_key=True)
+    applicable: Mapped[bool] = mapped_column(Boolean)
+    justification: Mapped[str] = mapped_column(Text, default="")
+    updated_by: Mapped[str] = mapped_column(String(320))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class EvidenceHead(Base):
+    """The chain head, one row. Appenders lock it first, so concurrent appends cannot fork."""
+
+    __tablename__ = "evidence_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    head: Mapped[str] = mapped_column(String(64))
+
+
+class Evidence(Base):
+    """Append-only, tamper-evident evidence; `chain` is HMAC(key, prev chain + this record)."""
+
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    subject: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    content: Mapped[str | None] = mapped_column(Text)
+    file_name: Mapped[str | None] = mapped_column(String(300))
+    media_type: Mapped[str] = mapped_column(String(120), default="text/plain")
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(320))
+    channel: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    prev_chain: Mapped[str] = mapped_column(String(64))
+    chain: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEvent(Base):
+    """Who changed what, when, through which channel (cli, slack, ui, schedule, api, ...)."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    channel: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(80))
+    subject: Mapped[str] = mapped_column(String(200), index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

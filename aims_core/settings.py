@@ -1,0 +1,98 @@
+"""Effective configuration, read from `AIMS_*` environment variables (and `.env`).
+
+Secrets are `SecretStr` so they never print by accident; `masked()` is what `aims config show` shows.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EVIDENCE_KEY_FILE = "evidence.key"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIMS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".aims"), description="Where the embedded database, "
+                           "the evidence key, its anchor and the evidence file store live.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL of the AIMS "
+                                     "database; default: SQLite file in the data dir.")
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    intake_token: SecretStr | None = None
+    evidence_key: SecretStr | None = Field(default=None, description="HMAC key of the evidence "
+                                           "chain; default: the key file in the data dir.")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'aims.db').resolve()}"
+
+    @property
+    def evidence_key_path(self) -> Path:
+        return self.data_dir / EVIDENCE_KEY_FILE
+
+    @property
+    def evidence_anchor_path(self) -> Path:
+        return self.data_dir / "evidence-anchor.json"
+
+    @property
+    def evidence_store_dir(self) -> Path:
+        return self.data_dir / "evidence-store"
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def ensure_evidence_key(self) -> bool:
+        """Generate the key file when no key is configured; True if one was created."""
+        if self.evidence_key is not None or self.evidence_key_path.exists():
+            return False
+        self.ensure_data_dir()
+        fd = os.open(self.evidence_key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+        return True
+
+    def evidence_key_bytes(self) -> bytes | None:
+        if self.evidence_key is not None:
+            return self.evidence_key.get_secret_value().encode()
+        if self.evidence_key_path.exists():
+            return self.evidence_key_path.read_text().strip().encode()
+        return None
+
+    def masked(self) -> dict[str, str]:
+        """Every setting as text, secrets masked (only whether they are set, and where from)."""
+        out: dict[str, str] = {
+            "data_dir": str(self.data_dir.resolve()),
+            "database_url": _mask_url(self.effective_database_url),
+        }
+        for name in ("slack_bot_token", "slack_signing_secret", "slack_app_token", "intake_token"):
+            out[name] = "****** (set)" if getattr(self, name) else "(not set)"
+        if self.evidence_key is not None:
+            out["evidence_key"] = "****** (set in AIMS_EVIDENCE_KEY)"
+        elif self.evidence_key_path.exists():
+            out["evidence_key"] = f"****** (file {self.evidence_key_path.resolve()})"
+        else:
+            out["evidence_key"] = "(not set: `aims init` generates one)"
+        return out
+
+
+def _mask_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown without anything after the scheme
+        return url.split("://", 1)[0] + "://******"
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,71 @@
+"""Unit of work: one database transaction per service call (Cosmic Python, chapter 6).
+
+Services open it, do their reads and writes, record audit events, and commit; leaving the block
+without `commit()` rolls everything back, so a failed step never leaves a half record.
+"""
+
+from __future__ import annotations
+
+import getpass
+from types import TracebackType
+from typing import Literal, Self
+
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from aims_core.db import session_factory
+from aims_core.models import AuditEvent
+from aims_core.settings import Settings, get_settings
+
+Channel = Literal["cli", "slack", "ui", "schedule", "api", "flow", "import", "demo", "test"]
+
+
+class Actor(BaseModel):
+    """Who acts and through which channel; stored on every audit event and evidence record."""
+
+    who: str = Field(min_length=1, max_length=320)
+    channel: Channel = "cli"
+
+    @classmethod
+    def cli(cls) -> Actor:
+        try:
+            user = getpass.getuser()
+        except Exception:  # no login name in some containers
+            user = "unknown"
+        return cls(who=f"os:{user}", channel="cli")
+
+
+class UnitOfWork:
+    def __init__(self, settings: Settings | None = None, *, write: bool = True) -> None:
+        self.settings = settings or get_settings()
+        self.url = self.settings.effective_database_url
+        self._write = write
+        self.session: Session
+
+    def __enter__(self) -> Self:
+        self.session = session_factory(self.url)()
+        if self._write:
+            # On SQLite this begins with BEGIN IMMEDIATE (see aims_core.db); elsewhere a no-op option.
+            self.session.connection(execution_options={"aims_write": True})
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.session.rollback()
+        self.session.close()
+
+    def commit(self) -> None:
+        self.session.commit()
+
+    def audit(self, actor: Actor, action: str, subject: str, **details: object) -> None:
+        """Record a state change in the same transaction as the change itself."""
+        self.session.add(
+            AuditEvent(
+                actor=actor.who, channel=actor.channel, action=action, subject=subject,
+                details=details,
+            )
+        )

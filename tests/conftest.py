@@ -1,0 +1,126 @@
+"""Shared fixtures.
+
+`settings` gives each test a fresh, initialised AIMS database and data dir, once on SQLite and
+once on PostgreSQL (the same test, parametrised). The PostgreSQL half needs a server URL in
+AIMS_TEST_POSTGRES_URL (`.ci/run` starts a throw-away cluster and sets it); without it that half
+is skipped with a reason, except in CI (CI=true), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from aims_core.database import initialise
+from aims_core.db import dispose_engine, get_engine
+from aims_core.settings import Settings
+from aims_core.uow import Actor
+
+PG_ENV = "AIMS_TEST_POSTGRES_URL"
+TEMPLATE_DB = "aims_test_template"
+TEST_ACTOR = Actor(who="tester@example.org", channel="test")
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+    os.environ.pop(_var, None)
+# Tests never read a developer's .env or settings from the shell.
+for _var in [v for v in os.environ if v.startswith("AIMS_") and v != PG_ENV]:
+    os.environ.pop(_var)
+
+
+def _pg_url() -> str | None:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {PG_ENV} is not set: the PostgreSQL half must run in CI")
+        pytest.skip(f"PostgreSQL half skipped: set {PG_ENV} (`.ci/run` does) to run it")
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised SQLite database, made once per session and copied for each test."""
+    data = tmp_path_factory.mktemp("sqlite-template")
+    s = Settings(data_dir=data, database_url=f"sqlite:///{data / 'aims.db'}")
+    initialise(s, TEST_ACTOR)
+    with get_engine(s.effective_database_url).connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    dispose_engine(s.effective_database_url)
+    return data / "aims.db"
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """An initialised PostgreSQL template database; each test gets `CREATE DATABASE ... TEMPLATE`."""
+    admin_url = _pg_url()
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}"))
+        conn.execute(text(f"CREATE DATABASE {TEMPLATE_DB}"))
+    url = make_url(admin_url).set(database=TEMPLATE_DB).render_as_string(hide_password=False)
+    initialise(Settings(data_dir=Path("/nonexistent-unused"), database_url=url), TEST_ACTOR)
+    dispose_engine(url)
+    yield admin_url
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """A fresh initialised AIMS database and data dir; also exported as AIMS_* for the CLI."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "evidence.key").write_text("test-key-" + uuid.uuid4().hex + "\n")
+    dropper = None
+    if request.param == "sqlite":
+        shutil.copy(request.getfixturevalue("sqlite_template"), data_dir / "aims.db")
+        url = f"sqlite:///{data_dir / 'aims.db'}"
+    else:
+        admin_url = request.getfixturevalue("pg_template")
+        name = f"aims_t_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}"))
+        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+        def dropper() -> None:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            admin.dispose()
+
+    monkeypatch.setenv("AIMS_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("AIMS_DATABASE_URL", url)
+    yield Settings(data_dir=data_dir, database_url=url)
+    dispose_engine(url)
+    if dropper:
+        dropper()
+
+
+@pytest.fixture
+def actor() -> Actor:
+    return TEST_ACTOR
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def run_cli(cli: CliRunner, settings: Settings):  # type: ignore[no-untyped-def]
+    """Invoke `aims ...` in process against the test's database; returns the click Result."""
+    from aims_core.cli import app
+
+    def invoke(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+        return cli.invoke(app, list(args), input=input)
+
+    return invoke
