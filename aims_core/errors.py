@@ -34,9 +34,11 @@ class Conflict(AimsError):
 class ImportRejected(AimsError):
     """A file import with bad rows: every problem is listed and nothing was written."""
 
-    def __init__(self, problems: list[str], source: str) -> None:
+    def __init__(self, problems: list[str], source: str, bad_rows: int) -> None:
         self.problems = problems
-        super().__init__(f"{source}: {len(problems)} bad row(s), nothing imported")
+        super().__init__(
+            f"{source}: {bad_rows} bad row(s), {len(problems)} problem(s); nothing imported"
+        )
 
 
 def from_validation_error(exc: ValidationError) -> InvalidInput:

@@ -39,14 +39,20 @@ class UnitOfWork:
     def __init__(self, settings: Settings | None = None, *, write: bool = True) -> None:
         self.settings = settings or get_settings()
         self.url = self.settings.effective_database_url
+        self._default_write = write
         self._write = write
         self.session: Session
 
+    def read(self) -> Self:
+        """`with uow.read():` for a transaction that only reads (takes no write lock)."""
+        self._write = False
+        return self
+
     def __enter__(self) -> Self:
         self.session = session_factory(self.url)()
-        if self._write:
-            # On SQLite this begins with BEGIN IMMEDIATE (see aims_core.db); elsewhere a no-op option.
-            self.session.connection(execution_options={"aims_write": True})
+        # A writing transaction on SQLite begins with BEGIN IMMEDIATE (see aims_core.db).
+        self.session.connection(execution_options={"aims_write": self._write})
+        self._write = self._default_write
         return self
 
     def __exit__(

@@ -4,43 +4,46 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-import click
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
+from typer._click import Context
 from typer.core import TyperGroup
 
 from aims_core.errors import AimsError, ImportRejected, from_validation_error
 
 
-class UserError(click.ClickException):
-    """Printed as `Error: <field>: <problem>` on stderr, exit 2: never a stack trace."""
-
-    exit_code = 2
-
-
 class AimsGroup(TyperGroup):
-    """Root group: turns domain errors raised anywhere below into a clean UserError."""
+    """Root group: a domain error raised anywhere below prints as `error: field: problem` on
+    stderr and exits 2 (1 for a failed check) — one plain line, never a stack trace."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
         except ImportRejected as exc:
-            raise UserError("\n".join([str(exc), *exc.problems])) from None
+            fail(str(exc), *exc.problems, code=exc.exit_code)
         except AimsError as exc:
-            err = UserError(str(exc))
-            err.exit_code = exc.exit_code
-            raise err from None
+            fail(str(exc), code=exc.exit_code)
         except ValidationError as exc:
-            raise UserError(str(from_validation_error(exc))) from None
+            fail(str(from_validation_error(exc)))
+
+
+def fail(message: str, *details: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    for line in details:
+        typer.echo(f"  {line}", err=True)
+    raise typer.Exit(code)
 
 
 def console() -> Console:
     """A console on the current stdout (CliRunner swaps it), never wrapping JSON or tables."""
-    return Console(soft_wrap=True, highlight=False)
+    con = Console(soft_wrap=True, highlight=False)
+    if not con.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
+        con = Console(soft_wrap=True, highlight=False, width=160)
+    return con
 
 
 def print_json(data: Any) -> None:

@@ -1,0 +1,124 @@
+"""Pydantic models at the service boundary: what comes in is validated here, once."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from aims_core.models import Criticality, LifecycleStage, RiskTier
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _email(value: str) -> str:
+    value = value.strip().lower()
+    if not _EMAIL.match(value):
+        raise ValueError(f"'{value}' is not an email address")
+    return value
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _blank_to_none(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+Email = Annotated[str, AfterValidator(_email)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+SystemName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    ),
+]
+Slug = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=120,
+                      pattern=r"^[a-z0-9][a-z0-9._-]*$"),
+]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class PersonIn(_In):
+    email: Email
+    name: Name
+    slack_user_id: Annotated[
+        Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,31}$")] | None,
+        BeforeValidator(_blank_to_none),
+    ] = None
+    roles: list[Annotated[str, BeforeValidator(_lower)]] = Field(default_factory=list)
+    manager: Annotated[Email | None, BeforeValidator(_blank_to_none)] = None
+
+
+class PersonOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    slack_user_id: str | None
+    roles: list[str]
+    manager: str | None
+    active: bool
+
+
+class SystemIn(_In):
+    name: SystemName
+    owner: Email
+    purpose: Text
+    risk_tier: Annotated[RiskTier, BeforeValidator(_lower)]
+    criticality: Annotated[Criticality, BeforeValidator(_lower)]
+    vendor: Annotated[Name | None, BeforeValidator(_blank_to_none)] = None
+
+
+class SystemOut(BaseModel):
+    id: int
+    name: str
+    purpose: str
+    owner: str
+    owner_name: str
+    risk_tier: RiskTier
+    criticality: Criticality
+    lifecycle_stage: LifecycleStage
+    vendor: str | None
+
+
+class RaciIn(_In):
+    activity: Slug
+    system: Annotated[SystemName | None, BeforeValidator(_blank_to_none)] = None
+    responsible: list[Email] = Field(min_length=1)
+    accountable: list[Email]
+    consulted: list[Email] = Field(default_factory=list)
+    informed: list[Email] = Field(default_factory=list)
+
+    @field_validator("accountable")
+    @classmethod
+    def _exactly_one_accountable(cls, value: list[str]) -> list[str]:
+        if len(value) != 1:
+            raise ValueError(f"exactly one Accountable per activity (got {len(value)})")
+        return value
+
+
+class RaciOut(BaseModel):
+    activity: str
+    system: str | None
+    responsible: list[str]
+    accountable: str
+    consulted: list[str]
+    informed: list[str]
