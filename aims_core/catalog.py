@@ -63,19 +63,39 @@ def requirements() -> tuple[Requirement, ...]:
     out: list[Requirement] = []
 
     def walk(node: _Node, parent: str | None) -> None:
-        out.append(Requirement(id=node.id, kind=ControlKind.clause, title=node.title,
-                               parent=parent, position=len(out)))
+        out.append(
+            Requirement(
+                id=node.id,
+                kind=ControlKind.clause,
+                title=node.title,
+                parent=parent,
+                position=len(out),
+            )
+        )
         for child in node.children:
             walk(child, node.id)
 
     for clause in data.clauses:
         walk(clause, None)
     for objective in data.annex_a:
-        out.append(Requirement(id=objective.id, kind=ControlKind.annex_objective,
-                               title=objective.title, position=len(out)))
+        out.append(
+            Requirement(
+                id=objective.id,
+                kind=ControlKind.annex_objective,
+                title=objective.title,
+                position=len(out),
+            )
+        )
         for control in objective.controls:
-            out.append(Requirement(id=control.id, kind=ControlKind.annex_control,
-                                   title=control.title, parent=objective.id, position=len(out)))
+            out.append(
+                Requirement(
+                    id=control.id,
+                    kind=ControlKind.annex_control,
+                    title=control.title,
+                    parent=objective.id,
+                    position=len(out),
+                )
+            )
     ids = [r.id for r in out]
     if len(ids) != len(set(ids)):
         raise ValueError("iso42001.yaml: duplicate requirement ids")

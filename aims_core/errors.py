@@ -1,4 +1,4 @@
-"""Errors a user can cause. Each names the field and the problem; the CLI prints one line and exits 2."""
+"""Errors a user can cause: each names the field and the problem. The CLI prints one line."""
 
 from __future__ import annotations
 

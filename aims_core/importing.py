@@ -45,8 +45,9 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"not UTF-8 text (byte {exc.start}): save the file as UTF-8",
-                           field="file") from None
+        raise InvalidInput(
+            f"not UTF-8 text (byte {exc.start}): save the file as UTF-8", field="file"
+        ) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip().lower() for h in next(reader)]

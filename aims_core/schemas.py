@@ -48,8 +48,9 @@ SystemName = Annotated[
 ]
 Slug = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=120,
-                      pattern=r"^[a-z0-9][a-z0-9._-]*$"),
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=120, pattern=r"^[a-z0-9][a-z0-9._-]*$"
+    ),
 ]
 
 

@@ -1,6 +1,7 @@
 """Effective configuration, read from `AIMS_*` environment variables (and `.env`).
 
-Secrets are `SecretStr` so they never print by accident; `masked()` is what `aims config show` shows.
+Secrets are `SecretStr` so they never print by accident; `masked()` is what
+`aims config show` shows.
 """
 
 from __future__ import annotations
@@ -18,16 +19,23 @@ EVIDENCE_KEY_FILE = "evidence.key"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AIMS_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(default=Path(".aims"), description="Where the embedded database, "
-                           "the evidence key, its anchor and the evidence file store live.")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL of the AIMS "
-                                     "database; default: SQLite file in the data dir.")
+    data_dir: Path = Field(
+        default=Path(".aims"),
+        description="Where the embedded database, "
+        "the evidence key, its anchor and the evidence file store live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the AIMS database; default: SQLite file in the data dir.",
+    )
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     intake_token: SecretStr | None = None
-    evidence_key: SecretStr | None = Field(default=None, description="HMAC key of the evidence "
-                                           "chain; default: the key file in the data dir.")
+    evidence_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of the evidence chain; default: the key file in the data dir.",
+    )
 
     @property
     def effective_database_url(self) -> str:

@@ -71,7 +71,10 @@ class UnitOfWork:
         """Record a state change in the same transaction as the change itself."""
         self.session.add(
             AuditEvent(
-                actor=actor.who, channel=actor.channel, action=action, subject=subject,
+                actor=actor.who,
+                channel=actor.channel,
+                action=action,
+                subject=subject,
                 details=details,
             )
         )

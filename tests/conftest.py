@@ -59,7 +59,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
-    """An initialised PostgreSQL template database; each test gets `CREATE DATABASE ... TEMPLATE`."""
+    """An initialised PostgreSQL template; each test gets `CREATE DATABASE ... TEMPLATE` of it."""
     admin_url = _pg_url()
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

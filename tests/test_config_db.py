@@ -31,3 +31,43 @@ def test_init_is_repeatable_and_loads_catalogs(run_cli, settings) -> None:
     with get_engine(settings.effective_database_url).connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Role)) == 13
         assert conn.scalar(select(func.count()).select_from(Control)) == 90
+
+
+def test_migrations_match_the_models(settings) -> None:
+    """A model change without its migration fails here, on both backends."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from aims_core.models import Base
+
+    with get_engine(settings.effective_database_url).connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_db_upgrade_on_an_empty_database(cli, tmp_path, monkeypatch) -> None:
+    from aims_core.cli import app
+
+    monkeypatch.setenv("AIMS_DATA_DIR", str(tmp_path / "fresh"))
+    result = cli.invoke(app, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "database at revision 0001" in result.output
+    result = cli.invoke(app, ["db", "current"])
+    assert "database: 0001; newest: 0001" in result.output
+    assert (tmp_path / "fresh" / "aims.db").exists()
+
+
+def test_init_generates_the_evidence_key_once(cli, tmp_path, monkeypatch) -> None:
+    from aims_core.cli import app
+
+    data = tmp_path / "fresh"
+    monkeypatch.setenv("AIMS_DATA_DIR", str(data))
+    first = cli.invoke(app, ["init"])
+    assert first.exit_code == 0, first.output
+    assert "evidence key generated" in first.output
+    key = (data / "evidence.key").read_text()
+    assert len(key.strip()) == 64
+    assert (data / "evidence.key").stat().st_mode & 0o077 == 0
+    second = cli.invoke(app, ["init"])
+    assert "evidence key generated" not in second.output
+    assert (data / "evidence.key").read_text() == key

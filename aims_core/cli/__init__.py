@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import typer
 
-from aims_core.cli._base import AimsGroup
 from aims_core.cli import (
     catalog_cmd,
     config_cmd,
@@ -17,6 +16,7 @@ from aims_core.cli import (
     soa_cmd,
     systems_cmd,
 )
+from aims_core.cli._base import AimsGroup
 
 app = typer.Typer(
     cls=AimsGroup,

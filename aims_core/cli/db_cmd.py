@@ -15,13 +15,17 @@ def init() -> None:
     """Create (or bring up to date) the AIMS database, generate the evidence key, load catalogs."""
     settings = get_settings()
     result = database.initialise(settings, Actor.cli())
-    typer.echo(f"AIMS database ready at revision {result['revision']}: "
-               f"{settings.masked()['database_url']}")
-    typer.echo(f"catalogs: {result['roles']} roles, {result['requirements']} ISO/IEC 42001 "
-               "requirements")
+    typer.echo(
+        f"AIMS database ready at revision {result['revision']}: {settings.masked()['database_url']}"
+    )
+    typer.echo(
+        f"catalogs: {result['roles']} roles, {result['requirements']} ISO/IEC 42001 requirements"
+    )
     if result["evidence_key_created"]:
-        typer.echo(f"evidence key generated: {settings.evidence_key_path} (keep it safe and "
-                   "outside the database's backups)")
+        typer.echo(
+            f"evidence key generated: {settings.evidence_key_path} (keep it safe and "
+            "outside the database's backups)"
+        )
 
 
 @app.command("upgrade")

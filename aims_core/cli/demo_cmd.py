@@ -18,8 +18,10 @@ def load() -> None:
     uow = UnitOfWork()
     org = demo.demo_org()
     added = demo.load_demo(uow, Actor(who=Actor.cli().who, channel="demo"))
-    typer.echo(f"{org.organisation}: added {added['people']} people, {added['systems']} AI "
-               f"systems, {added['raci']} RACI rows")
+    typer.echo(
+        f"{org.organisation}: added {added['people']} people, {added['systems']} AI "
+        f"systems, {added['raci']} RACI rows"
+    )
     print_inventory(systems.list_systems(uow))
     print_table(
         "People and roles",

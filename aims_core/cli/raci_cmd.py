@@ -22,11 +22,19 @@ def set_(
     informed: list[str] = typer.Option([], "--informed", help="Email; repeatable."),
 ) -> None:
     """Set (or replace) the RACI of an activity."""
-    data = RaciIn(activity=activity, system=system, responsible=responsible,
-                  accountable=accountable, consulted=consulted, informed=informed)
+    data = RaciIn(
+        activity=activity,
+        system=system,
+        responsible=responsible,
+        accountable=accountable,
+        consulted=consulted,
+        informed=informed,
+    )
     out = raci.set_raci(UnitOfWork(), data, Actor.cli())
-    typer.echo(f"RACI {out.activity} ({out.system or 'organisation-wide'}): "
-               f"A={out.accountable} R={', '.join(out.responsible)}")
+    typer.echo(
+        f"RACI {out.activity} ({out.system or 'organisation-wide'}): "
+        f"A={out.accountable} R={', '.join(out.responsible)}"
+    )
 
 
 @app.command("show")
@@ -42,6 +50,15 @@ def show(
     print_table(
         "RACI",
         ["activity", "scope", "R", "A", "C", "I"],
-        [(r.activity, r.system or "organisation", ", ".join(r.responsible), r.accountable,
-          ", ".join(r.consulted), ", ".join(r.informed)) for r in rows],
+        [
+            (
+                r.activity,
+                r.system or "organisation",
+                ", ".join(r.responsible),
+                r.accountable,
+                ", ".join(r.consulted),
+                ", ".join(r.informed),
+            )
+            for r in rows
+        ],
     )

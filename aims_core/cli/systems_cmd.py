@@ -30,8 +30,14 @@ def add(
     as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
 ) -> None:
     """Add an AI system to the inventory (it starts at the concept stage)."""
-    data = SystemIn(name=name, owner=owner, purpose=purpose, risk_tier=risk_tier,
-                    criticality=criticality, vendor=vendor)
+    data = SystemIn(
+        name=name,
+        owner=owner,
+        purpose=purpose,
+        risk_tier=risk_tier,
+        criticality=criticality,
+        vendor=vendor,
+    )
     out = systems.add_system(UnitOfWork(), data, Actor.cli())
     if as_json:
         print_json(out)
@@ -54,8 +60,14 @@ def print_inventory(rows: list) -> None:  # type: ignore[type-arg]
         f"AI systems ({len(rows)})",
         ["name", "risk tier", "criticality", "stage", "owner", "vendor"],
         [
-            (s.name, s.risk_tier.value, s.criticality.value, s.lifecycle_stage.value,
-             f"{s.owner_name} <{s.owner}>", s.vendor)
+            (
+                s.name,
+                s.risk_tier.value,
+                s.criticality.value,
+                s.lifecycle_stage.value,
+                f"{s.owner_name} <{s.owner}>",
+                s.vendor,
+            )
             for s in rows
         ],
     )
@@ -71,11 +83,18 @@ def show(
     if as_json:
         print_json(out)
         return
-    print_table(out.name, ["field", "value"], [
-        ("purpose", out.purpose), ("owner", f"{out.owner_name} <{out.owner}>"),
-        ("risk tier", out.risk_tier.value), ("criticality", out.criticality.value),
-        ("lifecycle stage", out.lifecycle_stage.value), ("vendor", out.vendor or "-"),
-    ])
+    print_table(
+        out.name,
+        ["field", "value"],
+        [
+            ("purpose", out.purpose),
+            ("owner", f"{out.owner_name} <{out.owner}>"),
+            ("risk tier", out.risk_tier.value),
+            ("criticality", out.criticality.value),
+            ("lifecycle stage", out.lifecycle_stage.value),
+            ("vendor", out.vendor or "-"),
+        ],
+    )
 
 
 @app.command("import")
@@ -94,7 +113,10 @@ def import_(
     with Progress(console=console(), transient=True, disable=len(rows) < 500) as bar:
         task = bar.add_task(f"importing {file.name}", total=len(rows))
         out = systems.import_systems(
-            UnitOfWork(), rows, Actor(who=Actor.cli().who, channel="import"), source=file.name,
+            UnitOfWork(),
+            rows,
+            Actor(who=Actor.cli().who, channel="import"),
+            source=file.name,
             progress=lambda n: bar.advance(task, n),
         )
     typer.echo(f"imported {len(out)} AI system(s) from {file.name}")

@@ -22,7 +22,10 @@ def load_catalogs(uow: UnitOfWork, actor: Actor) -> dict[str, int]:
         for req in catalog.requirements():  # parents come first in the catalog's order
             row = controls.get(req.id) or Control(id=req.id)
             row.kind, row.title, row.parent_id, row.position = (
-                req.kind, req.title, req.parent, req.position,
+                req.kind,
+                req.title,
+                req.parent,
+                req.position,
             )
             s.add(row)
             s.flush()

@@ -52,8 +52,17 @@ def load_demo(uow: UnitOfWork, actor: Actor) -> dict[str, int]:
     added = {"people": 0, "systems": 0, "raci": 0}
     for p in org.people:  # managers come before their reports in the file
         if p.email not in have_people:
-            people.add_person(uow, PersonIn(email=p.email, name=p.name, slack_user_id=p.slack_id,
-                                            roles=p.roles, manager=p.manager), actor)
+            people.add_person(
+                uow,
+                PersonIn(
+                    email=p.email,
+                    name=p.name,
+                    slack_user_id=p.slack_id,
+                    roles=p.roles,
+                    manager=p.manager,
+                ),
+                actor,
+            )
             added["people"] += 1
     for s in org.systems:
         if s.name not in have_systems:
@@ -62,8 +71,17 @@ def load_demo(uow: UnitOfWork, actor: Actor) -> dict[str, int]:
     existing = {(r.activity, r.system) for r in raci.show_raci(uow)}
     for r in org.raci:
         if (r.activity, r.system) not in existing:
-            raci.set_raci(uow, RaciIn(activity=r.activity, system=r.system,
-                                      responsible=r.responsible, accountable=[r.accountable],
-                                      consulted=r.consulted, informed=r.informed), actor)
+            raci.set_raci(
+                uow,
+                RaciIn(
+                    activity=r.activity,
+                    system=r.system,
+                    responsible=r.responsible,
+                    accountable=[r.accountable],
+                    consulted=r.consulted,
+                    informed=r.informed,
+                ),
+                actor,
+            )
             added["raci"] += 1
     return added

@@ -58,8 +58,9 @@ def add_person(uow: UnitOfWork, data: PersonIn, actor: Actor) -> PersonOut:
         if data.slack_user_id and s.scalar(
             select(Person.email).where(Person.slack_user_id == data.slack_user_id)
         ):
-            raise Conflict(f"Slack id {data.slack_user_id} already belongs to someone",
-                           field="slack_id")
+            raise Conflict(
+                f"Slack id {data.slack_user_id} already belongs to someone", field="slack_id"
+            )
         manager = get_person(s, data.manager, field="manager") if data.manager else None
         person = Person(
             email=data.email,
@@ -70,8 +71,9 @@ def add_person(uow: UnitOfWork, data: PersonIn, actor: Actor) -> PersonOut:
         )
         s.add(person)
         s.flush()
-        uow.audit(actor, "person.added", f"person:{person.email}",
-                  roles=data.roles, manager=data.manager)
+        uow.audit(
+            actor, "person.added", f"person:{person.email}", roles=data.roles, manager=data.manager
+        )
         out = person_out(person)
         uow.commit()
     return out
@@ -80,7 +82,8 @@ def add_person(uow: UnitOfWork, data: PersonIn, actor: Actor) -> PersonOut:
 def list_people(uow: UnitOfWork) -> list[PersonOut]:
     with uow.read():
         people = uow.session.scalars(
-            select(Person).options(selectinload(Person.roles), selectinload(Person.manager))
+            select(Person)
+            .options(selectinload(Person.roles), selectinload(Person.manager))
             .order_by(func.lower(Person.name))
         )
         return [person_out(p) for p in people]

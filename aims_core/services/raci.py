@@ -64,8 +64,13 @@ def set_raci(uow: UnitOfWork, data: RaciIn, actor: Actor) -> RaciOut:
                 row.members.append(RaciMember(person=people[email], kind=kind))
         s.flush()
         out = raci_out(row)
-        uow.audit(actor, "raci.set", f"raci:{data.activity}@{data.system or ORG_SCOPE}",
-                  old=old, new=out.model_dump())
+        uow.audit(
+            actor,
+            "raci.set",
+            f"raci:{data.activity}@{data.system or ORG_SCOPE}",
+            old=old,
+            new=out.model_dump(),
+        )
         uow.commit()
     return out
 
@@ -84,4 +89,3 @@ def show_raci(uow: UnitOfWork, system: str | None = None) -> list[RaciOut]:
             q = q.where(RaciActivity.scope.in_([ORG_SCOPE, f"system:{sys_row.id}"]))
         rows = s.scalars(q.order_by(RaciActivity.activity, RaciActivity.scope))
         return [raci_out(r) for r in rows]
-

@@ -67,8 +67,7 @@ def add_system(uow: UnitOfWork, data: SystemIn, actor: Actor) -> SystemOut:
         )
         s.add(system)
         s.flush()
-        uow.audit(actor, "system.added", f"system:{system.name}",
-                  **data.model_dump(mode="json"))
+        uow.audit(actor, "system.added", f"system:{system.name}", **data.model_dump(mode="json"))
         out = system_out(system)
         uow.commit()
     return out
@@ -126,8 +125,11 @@ def import_systems(
         raw_owner = {r.line: r.values.get("owner", "").strip().lower() for r in rows}
         raw_name = {r.line: r.values.get("name", "").strip() for r in rows}
         owners = persons_by_email(s, (o for o in raw_owner.values() if o))
-        existing = set(s.scalars(select(AISystem.name).where(
-            AISystem.name.in_([n for n in raw_name.values() if n]))))
+        existing = set(
+            s.scalars(
+                select(AISystem.name).where(AISystem.name.in_([n for n in raw_name.values() if n]))
+            )
+        )
         first_seen: dict[str, int] = {}
         for row in rows:
             owner, name = raw_owner[row.line], raw_name[row.line]
@@ -136,7 +138,9 @@ def import_systems(
             if not name:
                 continue
             if name in existing:
-                problems.append(f"line {row.line}: name: an AI system named '{name}' already exists")
+                problems.append(
+                    f"line {row.line}: name: an AI system named '{name}' already exists"
+                )
             elif name in first_seen:
                 problems.append(
                     f"line {row.line}: name: duplicate name '{name}' (first on line "
@@ -146,15 +150,21 @@ def import_systems(
                 first_seen[name] = row.line
         if problems:
             line_of = [int(p.split(":", 1)[0].removeprefix("line ")) for p in problems]
-            ordered = [p for _, p in sorted(zip(line_of, problems, strict=True), key=lambda x: x[0])]
+            ordered = [
+                p for _, p in sorted(zip(line_of, problems, strict=True), key=lambda x: x[0])
+            ]
             raise ImportRejected(ordered, source, bad_rows=len(set(line_of)))
 
         vendors: dict[str, Vendor] = {}
         systems = []
         for i, (_, d) in enumerate(valid, 1):
             system = AISystem(
-                name=d.name, purpose=d.purpose, owner=owners[d.owner], risk_tier=d.risk_tier,
-                criticality=d.criticality, vendor=_vendor(s, d.vendor, vendors),
+                name=d.name,
+                purpose=d.purpose,
+                owner=owners[d.owner],
+                risk_tier=d.risk_tier,
+                criticality=d.criticality,
+                vendor=_vendor(s, d.vendor, vendors),
             )
             s.add(system)
             systems.append(system)
