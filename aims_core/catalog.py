@@ -9,24 +9,30 @@ import functools
 from importlib import resources
 
 import yaml
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from aims_core.models import ControlKind
 
 
-class _Node(BaseModel):
+class _Strict(BaseModel):
+    """Data files are checked strictly: an unknown key is a typo, not something to ignore."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Node(_Strict):
     id: str
     title: str
     children: list[_Node] = Field(default_factory=list)
 
 
-class _Objective(BaseModel):
+class _Objective(_Strict):
     id: str
     title: str
     controls: list[_Node]
 
 
-class _Iso42001File(BaseModel):
+class _Iso42001File(_Strict):
     clauses: list[_Node]
     annex_a: list[_Objective]
 
@@ -41,13 +47,13 @@ class Requirement(BaseModel):
     position: int
 
 
-class RoleSpec(BaseModel):
+class RoleSpec(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     title: str
     description: str = ""
 
 
-class EvidenceKind(BaseModel):
+class EvidenceKind(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     title: str
     controls: list[str] = Field(default_factory=list)

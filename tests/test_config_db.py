@@ -30,7 +30,7 @@ def test_init_is_repeatable_and_loads_catalogs(run_cli, settings) -> None:
         assert result.exit_code == 0, result.output
     with get_engine(settings.effective_database_url).connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Role)) == 13
-        assert conn.scalar(select(func.count()).select_from(Control)) == 90
+        assert conn.scalar(select(func.count()).select_from(Control)) == 91
 
 
 def test_migrations_match_the_models(settings) -> None:
