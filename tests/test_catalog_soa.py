@@ -73,7 +73,16 @@ def test_catalog_list_json_holds_every_clause_and_annex_a_control(run_cli) -> No
     assert by_kind["annex-control"] == ANNEX_A_CONTROLS
     assert by_kind["clause"] == CLAUSES
     assert by_kind["annex-objective"] == [
-        "A.2", "A.3", "A.4", "A.5", "A.6.1", "A.6.2", "A.7", "A.8", "A.9", "A.10",
+        "A.2",
+        "A.3",
+        "A.4",
+        "A.5",
+        "A.6.1",
+        "A.6.2",
+        "A.7",
+        "A.8",
+        "A.9",
+        "A.10",
     ]
     parent = {e["id"]: e["parent"] for e in entries}
     assert parent["A.6.2.4"] == "A.6.2"
