@@ -267,3 +267,134 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(80))
     subject: Mapped[str] = mapped_column(String(200), index=True)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# --- human decisions ---------------------------------------------------------------------------
+
+
+class ApprovalStatus(enum.StrEnum):
+    open = "open"
+    approved = "approved"
+    rejected = "rejected"
+    cancelled = "cancelled"
+
+
+class Outcome(enum.StrEnum):
+    approve = "approve"
+    reject = "reject"
+
+
+class ApprovalRequest(Base):
+    """A question put to people: approve this gate, confirm this incident, sign these minutes.
+
+    The eligible approvers are fixed when the request is made (roles, RACI, minus the requester),
+    so a later role change cannot silently change who decides an open request.
+    """
+
+    __tablename__ = "approval_request"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    subject: Mapped[str] = mapped_column(String(200), index=True)
+    activity: Mapped[str] = mapped_column(String(120))
+    system_id: Mapped[int | None] = mapped_column(ForeignKey("ai_system.id"))
+    title: Mapped[str] = mapped_column(String(300))
+    details: Mapped[str] = mapped_column(Text, default="")
+    requester_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    requested_by: Mapped[str] = mapped_column(String(320))
+    quorum: Mapped[int] = mapped_column(Integer)
+    status: Mapped[ApprovalStatus] = mapped_column(
+        _enum(ApprovalStatus, "approval_status"), default=ApprovalStatus.open, index=True
+    )
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    deadline: Mapped[datetime | None] = mapped_column()
+    evidence_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    resume_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column()
+    last_reminded_at: Mapped[datetime | None] = mapped_column()
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_at: Mapped[datetime | None] = mapped_column()
+
+    system: Mapped[AISystem | None] = relationship()
+    requester: Mapped[Person | None] = relationship()
+    approvers: Mapped[list[ApprovalApprover]] = relationship(
+        cascade="all, delete-orphan", order_by="ApprovalApprover.person_id"
+    )
+    decisions: Mapped[list[Decision]] = relationship(order_by="Decision.id")
+
+
+class ApprovalApprover(Base):
+    """An eligible approver of one request, with the hash of their personal code (for the UI)."""
+
+    __tablename__ = "approval_approver"
+
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("approval_request.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+
+    person: Mapped[Person] = relationship()
+
+
+class Decision(Base):
+    """One person's answer to one request: exactly one, however often it is sent."""
+
+    __tablename__ = "decision"
+    __table_args__ = (UniqueConstraint("request_id", "person_id", name="uq_decision_once"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("approval_request.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    outcome: Mapped[Outcome] = mapped_column(_enum(Outcome, "outcome"))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    channel: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(320))
+    round: Mapped[int] = mapped_column(Integer)
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    person: Mapped[Person] = relationship()
+
+
+# --- notifications (outbox) --------------------------------------------------------------------
+
+
+class NotificationStatus(enum.StrEnum):
+    queued = "queued"
+    sent = "sent"
+    logged = "logged"  # no Slack configured: written to the log and listed by the CLI
+    failed = "failed"  # permanent error (e.g. channel_not_found); kept for an operator
+
+
+class Notification(Base):
+    """A message to a person or channel, written first and delivered after (at least once)."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(200), index=True)
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    target: Mapped[str] = mapped_column(String(120))
+    thread_key: Mapped[str] = mapped_column(String(200), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    blocks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("approval_request.id"), index=True)
+    updates_id: Mapped[int | None] = mapped_column(ForeignKey("notification.id"))
+    status: Mapped[NotificationStatus] = mapped_column(
+        _enum(NotificationStatus, "notification_status"),
+        default=NotificationStatus.queued,
+        index=True,
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    slack_channel: Mapped[str | None] = mapped_column(String(64))
+    slack_ts: Mapped[str | None] = mapped_column(String(64))
+
+    recipient: Mapped[Person | None] = relationship()
