@@ -25,7 +25,8 @@ from aims_core.settings import Settings
 from aims_core.uow import Actor
 
 PG_ENV = "AIMS_TEST_POSTGRES_URL"
-TEMPLATE_DB = "aims_test_template"
+# One template per session: two test runs on one PostgreSQL server must not drop each other's.
+TEMPLATE_DB = f"aims_test_template_{uuid.uuid4().hex[:8]}"
 TEST_ACTOR = Actor(who="tester@example.org", channel="test")
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -69,6 +70,8 @@ def pg_template() -> Iterator[str]:
     initialise(Settings(data_dir=Path("/nonexistent-unused"), database_url=url), TEST_ACTOR)
     dispose_engine(url)
     yield admin_url
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)"))
     admin.dispose()
 
 
