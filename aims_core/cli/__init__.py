@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from aims_core.cli import (
+    approvals_cmd,
     catalog_cmd,
     config_cmd,
     db_cmd,
@@ -34,6 +35,9 @@ app.add_typer(systems_cmd.app, name="systems")
 app.add_typer(raci_cmd.app, name="raci")
 app.add_typer(evidence_cmd.app, name="evidence")
 app.add_typer(demo_cmd.app, name="demo")
+app.add_typer(approvals_cmd.app, name="approvals")
+app.command("approve")(approvals_cmd.approve)
+app.command("reject")(approvals_cmd.reject)
 
 
 def main() -> None:

@@ -1,0 +1,156 @@
+"""`aims approvals list/show`, `aims approve`, `aims reject`: the operator channel for decisions.
+
+The CLI is trusted as far as database access is, so it needs no personal code; it records the OS
+user beside the approver it claims to speak for, and goes through the same service (and the same
+checks) as Slack and the Prefect UI.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import typer
+
+from aims_core.cli._base import print_json, print_table
+from aims_core.models import ApprovalStatus, Outcome
+from aims_core.services import approvals
+from aims_core.services.approvals import ApprovalRequestOut, DecisionIn
+from aims_core.uow import Actor, UnitOfWork
+
+app = typer.Typer(no_args_is_help=True, help="Approval requests: what waits for whom.")
+
+
+class StatusFilter(StrEnum):
+    open = "open"
+    approved = "approved"
+    rejected = "rejected"
+    cancelled = "cancelled"
+    all = "all"
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "-"
+
+
+def _progress(r: ApprovalRequestOut) -> str:
+    text = f"{len(r.approvals)}/{r.quorum}"
+    return f"{text}, {len(r.rejections)} rejected" if r.rejections else text
+
+
+@app.command("list")
+def list_(
+    mine: str | None = typer.Option(
+        None, "--mine", metavar="EMAIL", help="Only requests this approver may decide."
+    ),
+    status: StatusFilter = typer.Option(StatusFilter.open, "--status", help="Which requests."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List approval requests (open ones by default); with --mine and open, those still
+    waiting for that approver's answer."""
+    wanted = None if status is StatusFilter.all else ApprovalStatus(status.value)
+    rows = approvals.list_requests(
+        UnitOfWork(),
+        status=wanted,
+        approver=mine,
+        undecided_only=mine is not None and wanted is ApprovalStatus.open,
+    )
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        f"Approval requests ({status.value}: {len(rows)})",
+        ["id", "title", "subject", "status", "approvals", "approvers", "deadline"],
+        [
+            (
+                r.id,
+                r.title,
+                r.subject,
+                r.status.value,
+                _progress(r),
+                ", ".join(r.approvers),
+                _when(r.deadline),
+            )
+            for r in rows
+        ],
+    )
+
+
+@app.command("show")
+def show(
+    request_id: int = typer.Argument(..., metavar="ID", help="The request id."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show one request: what is asked, who may decide, and who decided how, through which
+    channel."""
+    r = approvals.get_request(UnitOfWork(), request_id)
+    if as_json:
+        print_json(r)
+        return
+    lines = [
+        f"request {r.id}: {r.title}",
+        f"  subject:   {r.subject} (activity {r.activity}"
+        + (f", system {r.system})" if r.system else ")"),
+        f"  status:    {r.status.value}, {_progress(r)} approvals, round {r.round}",
+        f"  requester: {r.requester or '-'} (requested by {r.requested_by})",
+        f"  approvers: {', '.join(r.approvers)}",
+        f"  deadline:  {_when(r.deadline)}",
+        f"  created:   {_when(r.created_at)}"
+        + (f", decided {_when(r.decided_at)}" if r.decided_at else ""),
+    ]
+    if r.evidence_ids:
+        lines.append(f"  evidence:  {', '.join(str(i) for i in r.evidence_ids)}")
+    if r.flow_run_id:
+        pending = " (resume pending)" if r.resume_pending else ""
+        lines.append(f"  flow run:  {r.flow_run_id}{pending}")
+    typer.echo("\n".join(lines))
+    if r.details:
+        typer.echo("\n" + r.details)
+    if r.decisions:
+        print_table(
+            "Decisions",
+            ["person", "outcome", "channel", "actor", "round", "at", "comment"],
+            [
+                (
+                    d.person,
+                    d.outcome.value,
+                    d.channel,
+                    d.actor,
+                    d.round,
+                    _when(d.decided_at),
+                    d.comment,
+                )
+                for d in r.decisions
+            ],
+        )
+    else:
+        typer.echo("\nno decisions yet")
+
+
+def _decide(request_id: int, email: str, outcome: Outcome, comment: str) -> None:
+    actor = Actor(who=f"{Actor.cli().who} as {email.strip().lower()}", channel="cli")
+    data = DecisionIn(request_id=request_id, person=email, outcome=outcome, comment=comment)
+    result = approvals.decide(UnitOfWork(), data, actor)
+    verb = "approval" if outcome is Outcome.approve else "rejection"
+    head = f"recorded {verb}" if result.recorded else f"{verb} already recorded"
+    typer.echo(f"{head} by {data.person} on request {request_id}: {result.summary()}")
+    if result.resume_needed:
+        typer.echo(f"flow run {result.flow_run_id}: resume pending")
+
+
+def approve(
+    request_id: int = typer.Argument(..., metavar="REQUEST", help="The request id."),
+    email: str = typer.Option(..., "--as", metavar="EMAIL", help="The approver deciding."),
+    comment: str = typer.Option("", "--comment", help="Why (optional for an approval)."),
+) -> None:
+    """Approve a request on behalf of an eligible approver (recorded with your OS user)."""
+    _decide(request_id, email, Outcome.approve, comment)
+
+
+def reject(
+    request_id: int = typer.Argument(..., metavar="REQUEST", help="The request id."),
+    email: str = typer.Option(..., "--as", metavar="EMAIL", help="The approver deciding."),
+    comment: str = typer.Option(..., "--comment", help="Why it is rejected (required)."),
+) -> None:
+    """Reject a request on behalf of an eligible approver (recorded with your OS user)."""
+    _decide(request_id, email, Outcome.reject, comment)
