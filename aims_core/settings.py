@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
+    slack_api_url: str | None = Field(
+        default=None,
+        description="Base URL of the Slack Web API (default https://slack.com/api/); "
+        "tests and Slack-compatible gateways point it elsewhere.",
+    )
+    slack_channel: str | None = Field(
+        default=None,
+        description="Default Slack channel id for notifications addressed to no one person.",
+    )
     intake_token: SecretStr | None = None
     evidence_key: SecretStr | None = Field(
         default=None,

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect_harness import free_port
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
@@ -24,16 +26,27 @@ from aims_core.db import dispose_engine, get_engine
 from aims_core.settings import Settings
 from aims_core.uow import Actor
 
+pytest_plugins = ["prefect_fixtures"]
+
 PG_ENV = "AIMS_TEST_POSTGRES_URL"
 # One template per session: two test runs on one PostgreSQL server must not drop each other's.
 TEMPLATE_DB = f"aims_test_template_{uuid.uuid4().hex[:8]}"
 TEST_ACTOR = Actor(who="tester@example.org", channel="test")
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The session's Prefect API (started lazily by flow tests) is fixed before Prefect is imported,
+# so every client in this process and in the runner's flow runs talks to it, never to a default.
+if "AIMS_TEST_PREFECT_PORT" not in os.environ:
+    os.environ["AIMS_TEST_PREFECT_PORT"] = str(free_port())
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="aims-prefect-")
+    os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{os.environ['AIMS_TEST_PREFECT_PORT']}/api"
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_var, None)
 # Tests never read a developer's .env or settings from the shell.
-for _var in [v for v in os.environ if v.startswith("AIMS_") and v != PG_ENV]:
+for _var in [
+    v for v in os.environ if v.startswith("AIMS_") and v not in (PG_ENV, "AIMS_TEST_PREFECT_PORT")
+]:
     os.environ.pop(_var)
 
 

@@ -7,11 +7,13 @@ import typer
 
 from aims_core.cli import (
     approvals_cmd,
+    bridge_cmd,
     catalog_cmd,
     config_cmd,
     db_cmd,
     demo_cmd,
     evidence_cmd,
+    notifications_cmd,
     people_cmd,
     raci_cmd,
     soa_cmd,
@@ -38,6 +40,8 @@ app.add_typer(demo_cmd.app, name="demo")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.command("approve")(approvals_cmd.approve)
 app.command("reject")(approvals_cmd.reject)
+app.add_typer(notifications_cmd.app, name="notifications")
+app.command("bridge")(bridge_cmd.bridge)
 
 
 def main() -> None:

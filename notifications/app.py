@@ -1,0 +1,153 @@
+"""The HTTP app of `aims bridge`: Slack interactions in, health out (later issues add intake).
+
+`POST /slack/interactions` trusts nothing before the signature is checked on the raw bytes
+(slack-sdk's SignatureVerifier: HMAC with the signing secret, 5-minute window), so a forged,
+replayed or tampered click is refused before any of it is parsed. A verified click is decided and
+committed before the 200 goes out (an acknowledged decision is never lost); updating Slack and
+resuming the Prefect run happen afterwards, in a background task, so Slack gets its answer within
+its 3 seconds even when Prefect is slow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import parse_qs
+
+from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from slack_sdk import WebClient
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import select, text
+from starlette.concurrency import run_in_threadpool
+
+from aims_core.models import ApprovalRequest
+from aims_core.settings import Settings, get_settings
+from aims_core.uow import UnitOfWork
+from notifications.interactions import FollowUp, ResumeFn, handle_interaction
+from notifications.resume import resume_for_request
+
+log = logging.getLogger(__name__)
+
+# Slack's interaction payloads are a few KiB; anything far bigger is not from Slack.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    resume: ResumeFn = resume_for_request,
+    slack_client: WebClient | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The bridge's FastAPI app.
+
+    `resume` and `slack_client` are injectable so tests run without Prefect and against a local
+    fake Slack; by default the run is resumed through Prefect and Slack is reached with the bot
+    token from the settings.
+    """
+    settings = settings or get_settings()
+    follow_up = FollowUp(settings=settings, resume=resume, slack_client=slack_client)
+    app = FastAPI(
+        title="AIMS Flow bridge",
+        summary="Slack interactions for AIMS approvals",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.state.follow_up = follow_up
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        """Liveness plus a database round trip: the bridge is useless without its database."""
+        state = "unreachable"
+        try:
+            uow = UnitOfWork(settings)
+            with uow.read():
+                uow.session.execute(text("SELECT 1"))
+                state = "not initialised (run `aims init`)"
+                uow.session.execute(select(ApprovalRequest.id).limit(1))
+        except Exception as exc:
+            log.warning("health check: database %s: %s", state, exc)
+            return JSONResponse({"ok": False, "database": state}, status_code=503)
+        return JSONResponse({"ok": True, "database": "ok"})
+
+    @app.post("/slack/interactions")
+    async def slack_interactions(request: Request, background: BackgroundTasks) -> Response:
+        if settings.slack_signing_secret is None:
+            return _error(
+                503,
+                "Slack interactions are not configured: set AIMS_SLACK_SIGNING_SECRET "
+                "(the app's signing secret), or use Socket Mode with AIMS_SLACK_APP_TOKEN",
+            )
+        secret = settings.slack_signing_secret.get_secret_value()
+        body = await _read_capped(request, max_body_bytes)
+        if body is None:
+            return _error(413, f"request body larger than {max_body_bytes} bytes")
+        if not _signature_ok(secret, body, request):
+            log.warning("slack interaction refused: bad or stale signature")
+            return _error(401, "invalid or expired Slack signature")
+
+        payload = _payload(body)
+        if payload is None:
+            return _error(400, "malformed interaction: expected a form field 'payload' (JSON)")
+        result = await run_in_threadpool(handle_interaction, settings, payload)
+        if result.status_code != 200:
+            return _error(result.status_code, result.message)
+        if not result.ignored:
+            background.add_task(follow_up, result)
+        if not result.message:
+            return Response(status_code=200)
+        return JSONResponse(result.response_body(), status_code=200)
+
+    return app
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The raw body, or None past `limit` bytes (checked before reading, and while reading)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                return None
+        except ValueError:
+            return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _signature_ok(secret: str, body: bytes, request: Request) -> bool:
+    headers = {
+        "x-slack-request-timestamp": request.headers.get("x-slack-request-timestamp", ""),
+        "x-slack-signature": request.headers.get("x-slack-signature", ""),
+    }
+    if not all(headers.values()):
+        return False
+    try:
+        return SignatureVerifier(secret).is_valid_request(body, headers)
+    except (ValueError, UnicodeDecodeError):  # a non-numeric timestamp, a non-UTF-8 body
+        return False
+
+
+def _payload(body: bytes) -> dict | None:
+    """The JSON in the form field `payload`, or None when there is no such well-formed field."""
+    try:
+        form = parse_qs(body.decode("utf-8"), strict_parsing=True, max_num_fields=20)
+        values = form.get("payload", [])
+        if len(values) != 1:
+            return None
+        payload = json.loads(values[0])
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) else None

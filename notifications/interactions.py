@@ -1,0 +1,330 @@
+"""One Slack button click, from payload to committed decision: shared by HTTP and Socket Mode.
+
+Both transports hand the parsed `block_actions` payload to `handle_interaction`, which decides
+through the same approval service the CLI and the Prefect UI use, and returns only after the
+decision is committed: the HTTP route answers 200, and the Socket Mode listener acks the envelope,
+only then, so an acknowledged click is never lost. Everything slow (updating the Slack message,
+delivering the outbox, resuming the Prefect run) is `FollowUp`, run after the answer.
+
+What is decided is taken from the button's value (the request id) and the Slack user who clicked:
+nothing else in the payload is trusted. Slack shows any non-200 answer to the user as an error, so a
+refusal (not an approver, own request, closed, ...) is a 200 with a message saying why; only a
+payload that cannot have come from our buttons is a 400.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from aims_core.errors import AimsError
+from aims_core.messages import APPROVE_ACTION_ID, REJECT_ACTION_ID
+from aims_core.models import ApprovalStatus, Outcome
+from aims_core.services import approvals
+from aims_core.services.outbox import queue_decision_updates
+from aims_core.settings import Settings
+from aims_core.uow import Actor, Channel, UnitOfWork
+from notifications.resume import resume_for_request
+from notifications.slack import DeliveryReport, deliver_due, make_client
+
+log = logging.getLogger(__name__)
+
+# The buttons' action ids come from the one place that builds the buttons.
+ACTIONS: dict[str, Outcome] = {
+    APPROVE_ACTION_ID: Outcome.approve,
+    REJECT_ACTION_ID: Outcome.reject,
+}
+# Slack buttons carry no text: a rejection made there is recorded with this comment.
+SLACK_REJECT_COMMENT = "rejected in Slack"
+_REQUEST_ID = re.compile(r"^[1-9][0-9]{0,9}$")
+_MAX_ID = 2**31 - 1  # the ids are INTEGER columns: a bigger value is no id of ours
+
+REFUSAL_TEXT: dict[str, str] = {
+    "not-eligible": "you are not one of the approvers of request #{id}",
+    "requester": "you made request #{id} yourself: someone else must decide it",
+    "training": "your required training is not current, so you cannot decide request #{id} "
+    "until it is renewed",
+    "closed": "request #{id} is no longer open",
+    "already-decided": "you have already decided request #{id}; a decision cannot be changed",
+    "unknown-request": "there is no approval request #{id}",
+    "unknown-person": "your Slack account is not linked to a person in AIMS (ask an AIMS admin "
+    "to set your Slack user id)",
+    "bad-code": "the personal code does not match request #{id}",
+}
+
+
+# --- the payload, as far as we read it -------------------------------------------------------
+
+
+class _User(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str = Field(pattern=r"^[A-Z0-9]{2,32}$")
+    team_id: str | None = None
+
+
+class _Team(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str | None = None
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    action_id: str = Field(max_length=255)
+    value: str | None = Field(default=None, max_length=2000)
+    block_id: str | None = None
+
+
+class _Container(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    message_ts: str | None = None
+    channel_id: str | None = None
+
+
+class _SlackChannel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str | None = None
+
+
+class BlockActionsPayload(BaseModel):
+    """The parts of Slack's `block_actions` payload the bridge reads; the rest is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["block_actions"]
+    user: _User
+    team: _Team | None = None
+    actions: list[_Action] = Field(min_length=1, max_length=50)
+    container: _Container | None = None
+    channel: _SlackChannel | None = None
+
+    @property
+    def team_id(self) -> str | None:
+        return (self.team.id if self.team else None) or self.user.team_id
+
+    @property
+    def channel_id(self) -> str | None:
+        return (self.channel.id if self.channel else None) or (
+            self.container.channel_id if self.container else None
+        )
+
+
+# --- the result --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InteractionResult:
+    """What the transport answers (`status_code`, `message`) and what follows up afterwards."""
+
+    status_code: int
+    message: str
+    decision: approvals.DecisionResult | None = None
+    refused_reason: str | None = None
+    request_id: int | None = None
+    user_id: str | None = None
+    channel_id: str | None = None
+    ignored: bool = False  # not one of our buttons (or not a button): nothing to do
+
+    def response_body(self) -> dict[str, Any]:
+        """An ephemeral reply; harmless where Slack ignores a body (it does for block_actions)."""
+        return {"response_type": "ephemeral", "replace_original": False, "text": self.message}
+
+
+def _bad(message: str) -> InteractionResult:
+    return InteractionResult(status_code=400, message=message)
+
+
+def handle_interaction(
+    settings: Settings, payload: dict[str, Any], channel: Channel = "slack"
+) -> InteractionResult:
+    """Decide what the click says, commit it, and say how it went.
+
+    Returns only after the decision (or the service's refusal audit event) is committed. Raises
+    only when the database fails: the transport must then not acknowledge, so Slack shows an error
+    (HTTP) or redelivers (Socket Mode), and nothing is half-recorded.
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        return _bad("malformed payload: not a Slack interaction")
+    if payload["type"] != "block_actions":
+        # Shortcuts, view submissions, ...: not ours. 200 so Slack does not show an error.
+        return InteractionResult(status_code=200, message="", ignored=True)
+    try:
+        parsed = BlockActionsPayload.model_validate(payload)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        return _bad(f"malformed block_actions payload: {where}: {err.get('msg')}")
+    team_id = parsed.team_id
+    if not team_id:
+        return _bad("malformed block_actions payload: no team id")
+    expected_team = getattr(settings, "slack_team_id", None)  # a future setting; any team today
+    if expected_team and team_id != expected_team:
+        return _bad(f"interaction from team {team_id}, not this workspace")
+
+    action = next((a for a in parsed.actions if a.action_id in ACTIONS), None)
+    if action is None:
+        return InteractionResult(status_code=200, message="", ignored=True)
+    value = (action.value or "").strip()
+    if not _REQUEST_ID.match(value) or int(value) > _MAX_ID:
+        return _bad(f"malformed button value {action.value[:40]!r}: not a request id")
+    request_id = int(value)
+    user_id = parsed.user.id
+    outcome = ACTIONS[action.action_id]
+    context = {"request_id": request_id, "user_id": user_id, "channel_id": parsed.channel_id}
+    actor = Actor(who=f"slack:{user_id}", channel=channel)
+
+    email = approvals.person_for_slack_user(UnitOfWork(settings), user_id)
+    if email is None:
+        _audit_unknown_user(settings, actor, request_id, user_id, team_id, outcome)
+        return _refused("unknown-person", **context)
+    data = approvals.DecisionIn(
+        request_id=request_id,
+        person=email,
+        outcome=outcome,
+        comment=SLACK_REJECT_COMMENT if outcome is Outcome.reject else "",
+    )
+    try:
+        result = approvals.decide(UnitOfWork(settings), data, actor)
+    except approvals.Refused as exc:
+        return _refused(exc.reason, detail=str(exc), **context)
+    except AimsError as exc:  # e.g. a request that vanished: a refusal all the same
+        log.info("slack decision on #%s by %s refused: %s", request_id, user_id, exc)
+        return InteractionResult(
+            status_code=200, message=f"Not recorded: {exc}", refused_reason="error", **context
+        )
+    return InteractionResult(
+        status_code=200, message=_decided_text(result, outcome), decision=result, **context
+    )
+
+
+def _refused(
+    reason: str,
+    *,
+    request_id: int,
+    user_id: str,
+    channel_id: str | None,
+    detail: str = "",
+) -> InteractionResult:
+    text = REFUSAL_TEXT.get(reason)
+    why = text.format(id=request_id) if text else (detail or reason)
+    log.info("slack decision on #%s by %s refused: %s", request_id, user_id, reason)
+    return InteractionResult(
+        status_code=200,
+        message=f"Not recorded: {why}.",
+        refused_reason=reason,
+        request_id=request_id,
+        user_id=user_id,
+        channel_id=channel_id,
+    )
+
+
+def _decided_text(result: approvals.DecisionResult, outcome: Outcome) -> str:
+    rid = result.request_id
+    if not result.recorded:
+        return f"Your decision on request #{rid} was already recorded."
+    verb = "approval" if outcome is Outcome.approve else "rejection"
+    if result.status is ApprovalStatus.approved:
+        return f"Recorded: request #{rid} is approved ({result.approvals} of {result.quorum})."
+    if result.status is ApprovalStatus.rejected:
+        return f"Recorded: request #{rid} is rejected."
+    return (
+        f"Your {verb} of request #{rid} is recorded: {result.approvals} of {result.quorum} "
+        "approvals so far."
+    )
+
+
+def _audit_unknown_user(
+    settings: Settings,
+    actor: Actor,
+    request_id: int,
+    user_id: str,
+    team_id: str,
+    outcome: Outcome,
+) -> None:
+    """A click from a Slack user no Person is linked to: a refusal, and refusals are audited.
+
+    The service cannot write this one (it is never called without a person), so the bridge does.
+    """
+    uow = UnitOfWork(settings)
+    with uow:
+        uow.audit(
+            actor,
+            "approval.refused",
+            f"approval:{request_id}",  # the service's subject for a request
+            reason="unknown-person",
+            person=None,
+            outcome=outcome.value,
+            message=f"Slack user {user_id} (team {team_id}) is not linked to a person",
+            slack_user_id=user_id,
+            slack_team_id=team_id,
+        )
+        uow.commit()
+
+
+# --- after the answer --------------------------------------------------------------------------
+
+ResumeFn = Callable[[Settings, int], object]
+
+
+@dataclass
+class FollowUp:
+    """The slow part of a click, run after Slack got its answer (never before).
+
+    Queue the update of the request's Slack messages (the outbox decides which), make one
+    delivery pass (what fails stays queued for the delivery flow), tell the clicker privately what
+    happened, and resume the waiting Prefect run when the quorum is met. Each step is best
+    effort: the database already holds the decision, and the reconciler resumes what is left.
+    """
+
+    settings: Settings
+    resume: ResumeFn = resume_for_request
+    slack_client: WebClient | None = None  # default: made from the settings (None: no token)
+
+    def __call__(self, result: InteractionResult) -> None:
+        decision = result.decision
+        if decision is not None and decision.recorded:
+            # Decided: every message loses its buttons; partial quorum: the clicker's shows it.
+            self._step("queue message updates", self._queue_updates, decision.request_id)
+            self._step("deliver notifications", self._deliver)
+        if result.message and not result.ignored and result.status_code == 200:
+            self._step("ephemeral reply", self._ephemeral, result)
+        if decision is not None and decision.recorded and decision.resume_needed:
+            self._step("resume run", self.resume, self.settings, decision.request_id)
+
+    def _step(self, what: str, fn: Callable[..., object], *args: Any) -> None:
+        try:
+            outcome = fn(*args)
+            log.debug("follow-up %s: %s", what, outcome)
+        except Exception:  # the decision is committed; a failed extra must not hide that
+            log.exception("follow-up %s failed", what)
+
+    def _queue_updates(self, request_id: int) -> None:
+        uow = UnitOfWork(self.settings)
+        with uow:
+            queue_decision_updates(uow.session, request_id)
+            uow.commit()
+
+    def _client(self) -> WebClient | None:
+        return self.slack_client if self.slack_client is not None else make_client(self.settings)
+
+    def _deliver(self) -> DeliveryReport:
+        return deliver_due(self.settings, client=self.slack_client)
+
+    def _ephemeral(self, result: InteractionResult) -> None:
+        """Only the clicker sees this; Slack ignores an interaction's response body."""
+        client = self._client()
+        if client is None or not result.channel_id or not result.user_id:
+            return
+        try:
+            client.chat_postEphemeral(
+                channel=result.channel_id, user=result.user_id, text=result.message
+            )
+        except SlackApiError as exc:  # e.g. the user left the channel: nothing to repair
+            log.warning(
+                "ephemeral reply to %s not sent: %s", result.user_id, exc.response.get("error")
+            )

@@ -1,0 +1,159 @@
+"""`request_approval`: the one way a flow waits for people.
+
+A flow-level helper, not a task: Prefect refuses to suspend from inside a task. Everything before
+the wait is a persisted task keyed by the request, so when the suspended run re-runs from the top
+those steps come back cached and nothing is written or sent twice. The wait key comes from the
+database (request id + round), stable across re-runs and distinct per round.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import get_run_logger, task
+from prefect.flow_runs import suspend_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field
+
+from aims_core.services import approvals
+from aims_core.settings import get_settings
+from aims_core.uow import Actor, UnitOfWork
+from notifications.resume import wait_key
+
+FLOW_ACTOR = "flow"
+
+
+class ApprovalInput(RunInput):
+    """The Prefect UI's resume form. The approver typed here is only a claim: it counts only
+    together with that approver's personal code for this request."""
+
+    approver: str = Field(description="Your email address")
+    decision: Literal["approve", "reject"] = Field(description="approve or reject")
+    code: str = Field(default="", description="Your personal code for this request")
+    comment: str = Field(default="", description="Reasons (required to reject)")
+
+
+class ApprovalOutcome(BaseModel):
+    request_id: int
+    status: str
+    approved: bool
+    approvals: list[str]
+    rejections: list[str]
+    comments: list[str]
+
+
+@task(name="open approval request", persist_result=True)
+def open_request(spec: approvals.ApprovalRequestIn) -> int:
+    """Write the request and queue its messages, once (idempotent on the spec's key)."""
+    settings = get_settings()
+    spec = spec.model_copy(update={"flow_run_id": str(flow_run.id)})
+    request = approvals.create_request(
+        UnitOfWork(settings), spec, Actor(who=FLOW_ACTOR, channel="flow")
+    )
+    _queue_messages(settings, request.id)
+    return request.id
+
+
+def _queue_messages(settings, request_id: int) -> None:  # type: ignore[no-untyped-def]
+    from aims_core.services import outbox
+
+    with UnitOfWork(settings) as uow:
+        outbox.queue_approval_messages(uow.session, request_id, settings.evidence_key_bytes())
+        uow.commit()
+
+
+@task(name="deliver notifications", persist_result=True)
+def deliver_notifications(request_id: int) -> dict[str, int]:
+    """One delivery pass; whatever Slack does not take now stays queued for the delivery flow."""
+    from notifications.slack import deliver_due
+
+    return deliver_due(get_settings()).model_dump()
+
+
+def _form(request: approvals.ApprovalRequestOut) -> type[ApprovalInput]:
+    lines = [
+        f"### {request.title}",
+        "",
+        f"- **subject**: `{request.subject}`",
+        f"- **system**: {request.system or '-'}",
+        f"- **quorum**: {len(request.approvals)} of {request.quorum} approvals so far",
+        f"- **eligible approvers**: {', '.join(request.approvers)}",
+    ]
+    if request.deadline:
+        lines.append(f"- **deadline**: {request.deadline:%Y-%m-%d %H:%M %Z}")
+    if request.evidence_ids:
+        lines.append(f"- **evidence**: {', '.join(f'#{i}' for i in request.evidence_ids)}")
+    if request.details:
+        lines += ["", request.details]
+    lines += [
+        "",
+        "Approve in Slack, with `aims approve "
+        f"{request.id} --as EMAIL`, or here: type your email, your decision and the personal "
+        "code you were sent for this request (without it the decision is refused).",
+    ]
+    return ApprovalInput.with_initial_data(
+        description="\n".join(lines), approver="", decision="approve"
+    )
+
+
+def request_approval(spec: approvals.ApprovalRequestIn) -> ApprovalOutcome:
+    """Ask, wait suspended (no process kept), and return the decision the database holds."""
+    logger = get_run_logger()
+    settings = get_settings()
+    request_id = open_request(spec)
+    deliver_notifications(request_id)
+    while True:
+        request = approvals.get_request(UnitOfWork(settings), request_id)
+        if request.status != "open":
+            # This run is the one that goes on: nothing is left for the reconciler to resume.
+            approvals.mark_resumed(UnitOfWork(settings), request_id)
+            return _outcome(request)
+        logger.info(
+            "waiting for %s (round %d): %d of %d approvals",
+            request.subject,
+            request.round,
+            len(request.approvals),
+            request.quorum,
+        )
+        answer = suspend_flow_run(
+            wait_for_input=_form(request), key=wait_key(request_id, request.round), timeout=None
+        )
+        if answer.approver.strip() not in ("", "-"):
+            _decide_from_ui(settings, request_id, answer)
+        approvals.next_round(UnitOfWork(settings), request_id, expected_round=request.round)
+
+
+def _decide_from_ui(settings, request_id: int, answer: ApprovalInput) -> None:  # type: ignore[no-untyped-def]
+    """A UI decision goes through the same service; a refusal is audited there and we wait on."""
+    logger = get_run_logger()
+    try:
+        result = approvals.decide(
+            UnitOfWork(settings),
+            approvals.DecisionIn(
+                request_id=request_id,
+                person=answer.approver,
+                outcome=answer.decision,
+                comment=answer.comment,
+                code=answer.code,
+            ),
+            Actor(who=f"ui-claim:{answer.approver.strip().lower()}", channel="ui"),
+        )
+        logger.info(
+            "UI decision recorded: %s (%d of %d)", result.status, result.approvals, result.quorum
+        )
+    except approvals.Refused as exc:
+        logger.warning("UI decision refused: %s", exc)
+    except Exception as exc:  # bad input typed into the form: refuse, keep waiting
+        logger.warning("UI decision not accepted: %s", exc)
+
+
+def _outcome(request: approvals.ApprovalRequestOut) -> ApprovalOutcome:
+    return ApprovalOutcome(
+        request_id=request.id,
+        status=str(request.status),
+        approved=request.status == "approved",
+        approvals=request.approvals,
+        rejections=request.rejections,
+        comments=[],
+    )

@@ -1,0 +1,93 @@
+"""Session fixtures for flow tests: one Prefect API, one served runner, one AIMS database.
+
+The runner's flow runs are subprocesses: they reach the AIMS database, the evidence key and the
+fake Slack through AIMS_* variables fixed for the session, so flow tests share one database (each
+test uses its own subjects and idempotency keys).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fakes.slack_api import FakeSlack
+from prefect_harness import PrefectServer, ServedRunner
+from pydantic import SecretStr
+
+from aims_core.database import initialise
+from aims_core.services.demo import load_demo
+from aims_core.settings import Settings
+from aims_core.uow import Actor, UnitOfWork
+
+SIGNING_SECRET = "e2e-signing-secret"
+SERVED = ["approval/approval"]
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    slack: FakeSlack
+    server: PrefectServer
+    runner: ServedRunner
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The engine as `aims up` runs it, minus the UI: Prefect API + served runner + fake Slack."""
+    work = tmp_path_factory.mktemp("engine")
+    slack = FakeSlack().start()
+    data = work / "data"
+    settings = Settings(
+        data_dir=data,
+        database_url=f"sqlite:///{data / 'aims.db'}",
+        slack_bot_token=SecretStr(slack.token),
+        slack_api_url=slack.base_url,
+        slack_signing_secret=SecretStr(SIGNING_SECRET),
+    )
+    actor = Actor(who="e2e", channel="test")
+    initialise(settings, actor)
+    load_demo(UnitOfWork(settings), actor)
+    server = PrefectServer(
+        int(os.environ["AIMS_TEST_PREFECT_PORT"]), Path(os.environ["PREFECT_HOME"])
+    )
+    server.start()
+    runner = ServedRunner(
+        server,
+        {
+            "AIMS_DATA_DIR": str(data),
+            "AIMS_DATABASE_URL": settings.effective_database_url,
+            "AIMS_SLACK_BOT_TOKEN": slack.token,
+            "AIMS_SLACK_API_URL": slack.base_url,
+        },
+        work,
+    )
+    runner.start(SERVED)
+    try:
+        yield Engine(settings, slack, server, runner)
+    finally:
+        runner.stop()
+        server.stop()
+        slack.stop()
+
+
+def wait_for_state(flow_run_id, names: set[str], timeout: float = 90):  # type: ignore[no-untyped-def]
+    """Poll the run until its state name is one of `names`; fail with the last state seen."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            if run.state and run.state.name in names:
+                return run
+            if run.state and run.state.is_final() and run.state.name not in names:
+                raise AssertionError(f"run ended {run.state.name}: {run.state.message}")
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"run still {run.state.name if run.state else None} after {timeout} s"
+                )
+            time.sleep(0.5)
