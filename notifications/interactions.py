@@ -32,7 +32,7 @@ from aims_core.services.outbox import queue_decision_updates
 from aims_core.settings import Settings
 from aims_core.uow import Actor, Channel, UnitOfWork
 from notifications.resume import resume_for_request
-from notifications.slack import DeliveryReport, deliver_due, make_client
+from notifications.slack import deliver_due, make_client
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +271,47 @@ def _audit_unknown_user(
 ResumeFn = Callable[[Settings, int], object]
 
 
+def after_decision(
+    settings: Settings,
+    decision: approvals.DecisionResult,
+    *,
+    resume: ResumeFn = resume_for_request,
+    slack_client: WebClient | None = None,
+) -> object | None:
+    """What follows a new decision on any channel (Slack, Socket Mode, CLI, UI).
+
+    Queue the update of the request's Slack messages (decided: every message loses its buttons;
+    partial quorum: the decider's shows it), make one delivery pass (what fails stays queued), and
+    resume the waiting run when the request is decided. Each step is best effort: the database
+    already holds the decision, and the reconciler resumes what is left. Returns the resume
+    outcome, if a resume was due.
+    """
+    if not decision.recorded:
+        return None
+    _best_effort("queue message updates", _queue_updates, settings, decision.request_id)
+    _best_effort("deliver notifications", deliver_due, settings, slack_client)
+    if decision.resume_needed:
+        return _best_effort("resume run", resume, settings, decision.request_id)
+    return None
+
+
+def _best_effort(what: str, fn: Callable[..., object], *args: Any) -> object | None:
+    try:
+        outcome = fn(*args)
+        log.debug("follow-up %s: %s", what, outcome)
+        return outcome
+    except Exception:  # the decision is committed; a failed extra must not hide that
+        log.exception("follow-up %s failed", what)
+        return None
+
+
+def _queue_updates(settings: Settings, request_id: int) -> None:
+    uow = UnitOfWork(settings)
+    with uow:
+        queue_decision_updates(uow.session, request_id)
+        uow.commit()
+
+
 @dataclass
 class FollowUp:
     """The slow part of a click, run after Slack got its answer (never before).
@@ -286,34 +327,15 @@ class FollowUp:
     slack_client: WebClient | None = None  # default: made from the settings (None: no token)
 
     def __call__(self, result: InteractionResult) -> None:
-        decision = result.decision
-        if decision is not None and decision.recorded:
-            # Decided: every message loses its buttons; partial quorum: the clicker's shows it.
-            self._step("queue message updates", self._queue_updates, decision.request_id)
-            self._step("deliver notifications", self._deliver)
         if result.message and not result.ignored and result.status_code == 200:
-            self._step("ephemeral reply", self._ephemeral, result)
-        if decision is not None and decision.recorded and decision.resume_needed:
-            self._step("resume run", self.resume, self.settings, decision.request_id)
-
-    def _step(self, what: str, fn: Callable[..., object], *args: Any) -> None:
-        try:
-            outcome = fn(*args)
-            log.debug("follow-up %s: %s", what, outcome)
-        except Exception:  # the decision is committed; a failed extra must not hide that
-            log.exception("follow-up %s failed", what)
-
-    def _queue_updates(self, request_id: int) -> None:
-        uow = UnitOfWork(self.settings)
-        with uow:
-            queue_decision_updates(uow.session, request_id)
-            uow.commit()
+            _best_effort("ephemeral reply", self._ephemeral, result)
+        if result.decision is not None:
+            after_decision(
+                self.settings, result.decision, resume=self.resume, slack_client=self.slack_client
+            )
 
     def _client(self) -> WebClient | None:
         return self.slack_client if self.slack_client is not None else make_client(self.settings)
-
-    def _deliver(self) -> DeliveryReport:
-        return deliver_due(self.settings, client=self.slack_client)
 
     def _ephemeral(self, result: InteractionResult) -> None:
         """Only the clicker sees this; Slack ignores an interaction's response body."""

@@ -64,7 +64,7 @@ def _queue_messages(settings, request_id: int) -> None:  # type: ignore[no-untyp
 
 
 @task(name="deliver notifications", persist_result=True)
-def deliver_notifications(request_id: int) -> dict[str, int]:
+def deliver_notifications(request_id: int) -> dict[str, object]:
     """One delivery pass; whatever Slack does not take now stays queued for the delivery flow."""
     from notifications.slack import deliver_due
 

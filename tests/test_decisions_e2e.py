@@ -153,3 +153,179 @@ def wait_until(check, timeout: float) -> bool:  # type: ignore[no-untyped-def]
 def scalar_all(engine, stmt) -> list:  # type: ignore[no-untyped-def]
     with get_engine(engine.settings.effective_database_url).connect() as conn:
         return list(conn.scalars(stmt))
+
+
+# --- the other channels ------------------------------------------------------------------------
+
+GOVERNANCE = "governance@northwind.example"  # Accountable of the org-wide stage-gate RACI
+COMPLIANCE = "compliance@northwind.example"  # Consulted, compliance officer
+ETHICS = "ethics@northwind.example"  # Consulted, ethics committee
+SLACK_IDS = {GOVERNANCE: "U0DEMO002", COMPLIANCE: "U0DEMO003", ETHICS: "U0DEMO007"}
+
+
+def fraud_gate(quorum: int, roles: list[str] | None = None) -> ApprovalRequestIn:
+    """fraud-detection has no RACI of its own: the org-wide stage-gate RACI scopes approvers."""
+    return ApprovalRequestIn(
+        idempotency_key=f"e2e-{uuid.uuid4().hex[:8]}",
+        subject="system:fraud-detection",
+        activity="stage-gate",
+        system="fraud-detection",
+        title=f"Deploy fraud-detection ({quorum} approvals)",
+        approver_roles=roles or ["governance-lead", "compliance-officer", "ethics-committee"],
+        quorum=quorum,
+        requester="ds.lead@northwind.example",
+    )
+
+
+def suspended_request(engine, spec):  # type: ignore[no-untyped-def]
+    run = start_approval(spec)
+    wait_for_state(run.id, {"Suspended"})
+    return run, request_row(engine, spec.idempotency_key)
+
+
+def click(engine, email: str, request_id: int, action: str = "approve", times: int = 1) -> None:  # type: ignore[no-untyped-def]
+    body, headers = signed_interaction(
+        SIGNING_SECRET, block_actions_payload(SLACK_IDS[email], request_id, action)
+    )
+    with TestClient(create_app(engine.settings)) as client:
+        for _ in range(times):
+            assert (
+                client.post("/slack/interactions", content=body, headers=headers).status_code == 200
+            )
+
+
+def resumes(flow_run_id) -> int:  # type: ignore[no-untyped-def]
+    """How often the run was resumed: Prefect records a "Resuming" state each time."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(flow_run_id)
+    return sum(1 for s in states if s.name == "Resuming")
+
+
+def ui_resume(flow_run_id, **run_input) -> None:  # type: ignore[no-untyped-def]
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:  # "Run input schema not found" in the moment after Suspended: retry
+            response = client.resume_flow_run(flow_run_id, run_input=run_input)
+            if response.status.value == "ACCEPT":
+                return
+            assert time.monotonic() < deadline, response.details
+            time.sleep(0.5)
+
+
+def code_for(engine, request_id: int, email: str) -> str:  # type: ignore[no-untyped-def]
+    from aims_core.approval_codes import personal_code
+    from aims_core.models import Person
+
+    person_id = scalar(engine, select(Person.id).where(Person.email == email))
+    return personal_code(engine.settings.evidence_key_bytes(), request_id, person_id)
+
+
+def decisions(engine, request_id: int) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    from aims_core.models import Person
+
+    with get_engine(engine.settings.effective_database_url).connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(Person.email, Decision.channel)
+                .join(Person, Person.id == Decision.person_id)
+                .where(Decision.request_id == request_id)
+                .order_by(Decision.id)
+            )
+        ]
+
+
+def refusals(engine, request_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+    with get_engine(engine.settings.effective_database_url).connect() as conn:
+        return [
+            d.get("reason")
+            for d in conn.scalars(
+                select(AuditEvent.details).where(
+                    AuditEvent.subject == f"approval:{request_id}",
+                    AuditEvent.action == "approval.refused",
+                )
+            )
+        ]
+
+
+def test_ui_resume_counts_only_with_the_approvers_own_code(engine) -> None:
+    run, req = suspended_request(engine, fraud_gate(1))
+    # A wrong code, then another approver's code: refused and audited; the run waits again.
+    ui_resume(run.id, approver=GOVERNANCE, decision="approve", code="AAAAA-AAAAA")
+    wait_for_state(run.id, {"Suspended"}, timeout=60)
+    assert wait_until(lambda: request_row(engine, req.idempotency_key).round == 2, 30)
+    ui_resume(
+        run.id, approver=GOVERNANCE, decision="approve", code=code_for(engine, req.id, COMPLIANCE)
+    )
+    assert wait_until(lambda: request_row(engine, req.idempotency_key).round == 3, 60)
+    wait_for_state(run.id, {"Suspended"}, timeout=60)
+    assert decisions(engine, req.id) == []
+    assert refusals(engine, req.id) == ["bad-code", "bad-code"]
+    # The right code: decided through the UI channel, and the run completes.
+    ui_resume(
+        run.id,
+        approver=GOVERNANCE,
+        decision="approve",
+        code=code_for(engine, req.id, GOVERNANCE).lower(),
+    )
+    done = wait_for_state(run.id, {"Completed"})
+    assert done.state.result().approved is True
+    assert decisions(engine, req.id) == [(GOVERNANCE, "ui")]
+
+
+def test_cli_approval_and_a_triple_click_reach_a_2_of_3_quorum_with_one_resume(engine) -> None:
+    from typer.testing import CliRunner
+
+    from aims_core.cli import app
+
+    run, req = suspended_request(engine, fraud_gate(2))
+    env = {
+        "AIMS_DATA_DIR": str(engine.settings.data_dir),
+        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
+    }
+    first = CliRunner().invoke(app, ["approve", str(req.id), "--as", COMPLIANCE], env=env)
+    assert first.exit_code == 0, first.output
+    assert "waiting: 1 of 2 approvals" in first.output
+    time.sleep(2)  # the first approval must leave the run waiting
+    assert wait_for_state(run.id, {"Suspended"}).state.name == "Suspended"
+    assert resumes(run.id) == 0
+
+    click(engine, GOVERNANCE, req.id, times=3)  # Slack re-delivers: one decision, one resume
+    done = wait_for_state(run.id, {"Completed"})
+    assert set(done.state.result().approvals) == {COMPLIANCE, GOVERNANCE}
+    assert decisions(engine, req.id) == [(COMPLIANCE, "cli"), (GOVERNANCE, "slack")]
+    assert resumes(run.id) == 1
+
+
+def test_a_rejection_over_socket_mode_resumes_the_run_rejected(engine) -> None:
+    from fakes.slack_signing import block_actions_payload as payload_for
+    from fakes.socket_mode_server import FakeSocketModeServer
+    from pydantic import SecretStr
+
+    from notifications.socket_mode import SocketModeBridge
+
+    run, req = suspended_request(engine, fraud_gate(2))
+    with FakeSocketModeServer() as server:
+        settings = engine.settings.model_copy(
+            update={"slack_app_token": SecretStr("xapp-1-A0AIMSAPP-1-e2e")}
+        )
+        bridge = SocketModeBridge(settings, api_base_url=server.api_base_url)
+        bridge.connect()
+        try:
+            server.wait_connected()
+            eid = server.send_interactive(payload_for(SLACK_IDS[ETHICS], req.id, "reject"))
+            server.wait_for_ack(eid)
+            done = wait_for_state(run.id, {"Completed"})
+        finally:
+            bridge.client.auto_reconnect_enabled = False
+            server.drop_connections()
+            wait_until(lambda: not bridge.client.is_connected(), 5)
+            bridge.close()
+    outcome = done.state.result()
+    assert outcome.approved is False
+    assert outcome.status == "rejected"
+    assert decisions(engine, req.id) == [(ETHICS, "slack")]

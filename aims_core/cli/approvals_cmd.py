@@ -16,6 +16,7 @@ from aims_core.cli._base import print_json, print_table
 from aims_core.models import ApprovalStatus, Outcome
 from aims_core.services import approvals
 from aims_core.services.approvals import ApprovalRequestOut, DecisionIn
+from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 
 app = typer.Typer(no_args_is_help=True, help="Approval requests: what waits for whom.")
@@ -134,8 +135,21 @@ def _decide(request_id: int, email: str, outcome: Outcome, comment: str) -> None
     verb = "approval" if outcome is Outcome.approve else "rejection"
     head = f"recorded {verb}" if result.recorded else f"{verb} already recorded"
     typer.echo(f"{head} by {data.person} on request {request_id}: {result.summary()}")
+    if not result.recorded:
+        return
+    # Same follow-up as a Slack click: update the Slack messages, then resume the waiting run.
+    from notifications.interactions import after_decision
+
+    resumed = after_decision(get_settings(), result)
     if result.resume_needed:
-        typer.echo(f"flow run {result.flow_run_id}: resume pending")
+        if str(resumed) == "resumed":
+            typer.echo(f"flow run {result.flow_run_id}: resumed")
+        else:
+            why = resumed or "engine not reachable"
+            typer.echo(
+                f"flow run {result.flow_run_id}: resume pending ({why}; the approval "
+                "reconciler resumes it once the engine is up)"
+            )
 
 
 def approve(
