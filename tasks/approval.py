@@ -142,6 +142,10 @@ def _decide_from_ui(settings, request_id: int, answer: ApprovalInput) -> None:  
         logger.info(
             "UI decision recorded: %s (%d of %d)", result.status, result.approvals, result.quorum
         )
+        # Same follow-up as any channel, minus the resume: this run is the one that goes on.
+        from notifications.interactions import after_decision
+
+        after_decision(settings, result, resume=lambda *_: None)
     except approvals.Refused as exc:
         logger.warning("UI decision refused: %s", exc)
     except Exception as exc:  # bad input typed into the form: refuse, keep waiting

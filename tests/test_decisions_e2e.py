@@ -282,11 +282,27 @@ def test_cli_approval_and_a_triple_click_reach_a_2_of_3_quorum_with_one_resume(e
 
     from aims_core.cli import app
 
-    run, req = suspended_request(engine, fraud_gate(2))
     env = {
         "AIMS_DATA_DIR": str(engine.settings.data_dir),
         "AIMS_DATABASE_URL": engine.settings.effective_database_url,
     }
+    started = CliRunner().invoke(app, [
+        "approvals", "request", "--subject", "system:fraud-detection", "--title",
+        "Deploy fraud-detection v3", "--activity", "stage-gate", "--system", "fraud-detection",
+        "--role", "governance-lead", "--role", "compliance-officer", "--role", "ethics-committee",
+        "--quorum", "2", "--requester", "ds.lead@northwind.example",
+    ], env=env)  # fmt: skip
+    assert started.exit_code == 0, started.output
+    assert (
+        "started run approval system:fraud-detection: Deploy fraud-detection v3" in started.output
+    )
+    run_id = started.output.split("(", 1)[1].split(")", 1)[0]
+    assert f"/runs/flow-run/{run_id}" in started.output
+    run = wait_for_state(run_id, {"Suspended"})
+    with get_engine(engine.settings.effective_database_url).connect() as conn:
+        req = conn.execute(
+            select(ApprovalRequest).where(ApprovalRequest.flow_run_id == run_id)
+        ).one()
     first = CliRunner().invoke(app, ["approve", str(req.id), "--as", COMPLIANCE], env=env)
     assert first.exit_code == 0, first.output
     assert "waiting: 1 of 2 approvals" in first.output

@@ -128,6 +128,42 @@ def show(
         typer.echo("\nno decisions yet")
 
 
+@app.command("request")
+def request(
+    subject: str = typer.Option(..., "--subject", help="What is decided, KIND:ID (policy:ai-2)."),
+    title: str = typer.Option(..., "--title", help="One line shown to the approvers."),
+    role: list[str] = typer.Option(..., "--role", help="Approver role; repeat for several."),
+    quorum: int = typer.Option(1, "--quorum", help="Approvals needed."),
+    activity: str = typer.Option("approval", "--activity", help="RACI activity that scopes it."),
+    system: str | None = typer.Option(None, "--system", help="The AI system, if any."),
+    requester: str | None = typer.Option(None, "--requester", help="Your email (never approves)."),
+    details: str = typer.Option("", "--details", help="Markdown shown with the request."),
+) -> None:
+    """Ask for a decision: starts an `approval` run that waits (suspended) for the approvers."""
+    import uuid
+
+    from aims_core.cli.engine import start_run
+
+    spec = approvals.ApprovalRequestIn(
+        idempotency_key=f"cli-{uuid.uuid4().hex}",
+        subject=subject,
+        activity=activity,
+        system=system,
+        title=title,
+        details=details,
+        approver_roles=role,
+        quorum=quorum,
+        requester=requester,
+    )
+    run_id, name, url = start_run(
+        "approval/approval",
+        {"spec": spec.model_dump(mode="json")},
+        name=f"approval {spec.subject}: {spec.title}",
+        tags=["approval", *([system] if system else [])],
+    )
+    typer.echo(f"started run {name} ({run_id})\n{url}")
+
+
 def _decide(request_id: int, email: str, outcome: Outcome, comment: str) -> None:
     actor = Actor(who=f"{Actor.cli().who} as {email.strip().lower()}", channel="cli")
     data = DecisionIn(request_id=request_id, person=email, outcome=outcome, comment=comment)
