@@ -45,6 +45,15 @@ class Settings(BaseSettings):
         default=None,
         description="HMAC key of the evidence chain; default: the key file in the data dir.",
     )
+    approval_reminder_every_hours: float = Field(
+        default=24,
+        gt=0,
+        description="Hours between reminders to approvers who have not decided an open request "
+        "(counted from the request, then from the last reminder).",
+    )
+    approval_max_reminders: int = Field(
+        default=3, ge=0, description="Reminders per open request at most (0: none)."
+    )
 
     @property
     def effective_database_url(self) -> str:

@@ -2,13 +2,16 @@
 
 Runs that wait for people suspend (their process exits), so one small runner holds hundreds of
 open approvals. `pause_on_shutdown=False`: stopping the engine must not pause the schedules.
+`AIMS_SCHEDULES_PAUSED=true` serves the deployments with their schedules paused (tests, drills).
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
 
 # Runs started by the CLI or the bridge should begin within seconds, not the default ~10 s.
@@ -17,13 +20,26 @@ os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "2")
 os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
 
 APPROVAL = "approval/approval"
+RECONCILER = "approval-reconciler/approval-reconciler"
 
 
 def all_deployments() -> list[RunnerDeployment]:
     from flows.approval import approval
+    from flows.approval_reconciler import approval_reconciler
 
+    paused = os.environ.get("AIMS_SCHEDULES_PAUSED", "").lower() in ("1", "true", "yes")
     return [
         approval.to_deployment(name="approval", tags=["aims", "approval"]),
+        approval_reconciler.to_deployment(
+            name="approval-reconciler",
+            tags=["aims", "approvals", "reconciler"],
+            interval=timedelta(minutes=5),
+            paused=paused,
+            # A pass that overruns: the next one is dropped rather than queued behind it.
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            ),
+        ),
     ]
 
 

@@ -24,7 +24,7 @@ from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 
 SIGNING_SECRET = "e2e-signing-secret"
-SERVED = ["approval/approval"]
+SERVED = ["approval/approval", "approval-reconciler/approval-reconciler"]
 
 
 @dataclass
@@ -62,6 +62,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
             "AIMS_DATABASE_URL": settings.effective_database_url,
             "AIMS_SLACK_BOT_TOKEN": slack.token,
             "AIMS_SLACK_API_URL": slack.base_url,
+            # Tests run the reconciler themselves, when they mean to.
+            "AIMS_SCHEDULES_PAUSED": "true",
         },
         work,
     )

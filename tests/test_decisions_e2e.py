@@ -345,3 +345,22 @@ def test_a_rejection_over_socket_mode_resumes_the_run_rejected(engine) -> None:
     assert outcome.approved is False
     assert outcome.status == "rejected"
     assert decisions(engine, req.id) == [(ETHICS, "slack")]
+
+
+def test_decision_while_prefect_is_down_is_kept_and_the_reconciler_resumes_later(engine) -> None:
+    from aims_core.services.reconcile import reconcile
+
+    run, req = suspended_request(engine, fraud_gate(1))
+    engine.server.stop()
+    try:
+        click(engine, GOVERNANCE, req.id)  # acknowledged with 200 although Prefect is down
+        assert decisions(engine, req.id) == [(GOVERNANCE, "slack")]
+        assert request_row(engine, req.idempotency_key).resume_pending is True
+    finally:
+        engine.server.start()
+    report = reconcile(engine.settings)
+    assert report.resumed_ids == [req.id], report.summary()
+    done = wait_for_state(run.id, {"Completed"})
+    assert done.state.result().approved is True
+    assert request_row(engine, req.idempotency_key).resume_pending is False
+    assert reconcile(engine.settings).resumed_ids == []  # nothing left to resume

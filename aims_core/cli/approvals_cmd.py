@@ -164,6 +164,21 @@ def request(
     typer.echo(f"started run {name} ({run_id})\n{url}")
 
 
+@app.command("reconcile")
+def reconcile(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """One reconciler pass now: resume decided runs, remind approvers, escalate overdue requests.
+
+    The engine runs the same pass every 5 minutes (deployment approval-reconciler).
+    """
+    from aims_core.services.reconcile import reconcile as reconcile_pass
+
+    report = reconcile_pass(get_settings())
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        typer.echo(report.summary())
+
+
 def _decide(request_id: int, email: str, outcome: Outcome, comment: str) -> None:
     actor = Actor(who=f"{Actor.cli().who} as {email.strip().lower()}", channel="cli")
     data = DecisionIn(request_id=request_id, person=email, outcome=outcome, comment=comment)

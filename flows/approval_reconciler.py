@@ -1,0 +1,73 @@
+"""The approval reconciler: a scheduled flow that looks after runs waiting for people.
+
+A suspended run has no process and cannot re-wait after its own timeout, so resuming runs whose
+decision arrived while the Prefect API was down, reminding approvers and escalating overdue
+requests happen here, every few minutes (deployments/serve.py). The policy is the service
+(aims_core/services/reconcile.py); this flow only names the steps for the UI and publishes what
+the pass did as an artifact.
+
+Each step is idempotent (the request row is locked and the policy checked again before anything
+is queued), so an overlapping or repeated run does no harm. No flow-level retries: the next
+scheduled run is the retry. Results are not persisted nor cached: each run must look afresh.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from aims_core.services import reconcile
+from aims_core.services.reconcile import ReconcileReport
+from aims_core.settings import get_settings
+from notifications.slack import DeliveryReport
+
+ARTIFACT_KEY = "approval-reconciler"
+
+
+@task(name="resume decided runs", cache_policy=NO_CACHE, persist_result=False)
+def resume_decided_runs(now: datetime) -> ReconcileReport:
+    """Runs whose request was decided while the Prefect API was unreachable."""
+    return reconcile.resume_decided(get_settings(), now=now)
+
+
+@task(name="remind approvers", cache_policy=NO_CACHE, persist_result=False)
+def remind_approvers(now: datetime) -> ReconcileReport:
+    return reconcile.remind_approvers(get_settings(), now=now)
+
+
+@task(name="escalate overdue", cache_policy=NO_CACHE, persist_result=False)
+def escalate_overdue(now: datetime) -> ReconcileReport:
+    return reconcile.escalate_overdue(get_settings(), now=now)
+
+
+@task(name="deliver notifications", cache_policy=NO_CACHE, persist_result=False)
+def deliver_notifications(now: datetime) -> DeliveryReport:
+    """Send what the steps above queued (and anything else due) now, not at the next pass."""
+    return reconcile.deliver(get_settings(), now=now)
+
+
+def _run_name() -> str:
+    at = flow_run.scheduled_start_time or datetime.now(UTC)
+    return f"reconcile approvals {at.astimezone(UTC):%Y-%m-%d %H:%M}"
+
+
+@flow(name="approval-reconciler", flow_run_name=_run_name)
+def approval_reconciler() -> ReconcileReport:
+    """Resume decided runs, remind approvers, escalate overdue requests, deliver the messages."""
+    logger = get_run_logger()
+    now = datetime.now(UTC)  # one clock for the whole pass
+    report = resume_decided_runs(now)
+    report = report.merged(remind_approvers(now))
+    report = report.merged(escalate_overdue(now))
+    report.delivery = deliver_notifications(now)
+    for failure in report.failures:
+        logger.warning("%s #%d: %s", failure.step, failure.request_id, failure.error)
+    logger.info("approval reconciler: %s", report.summary())
+    create_markdown_artifact(
+        key=ARTIFACT_KEY, markdown=report.markdown(), description=report.summary()
+    )
+    return report
