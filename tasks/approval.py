@@ -71,12 +71,22 @@ def deliver_notifications(request_id: int) -> dict[str, object]:
     return deliver_due(get_settings()).model_dump()
 
 
-def _form(request: approvals.ApprovalRequestOut) -> type[ApprovalInput]:
+def _form(settings, request: approvals.ApprovalRequestOut) -> type[ApprovalInput]:  # type: ignore[no-untyped-def]
+    """The resume form's description: what is decided, on what, by whom, on what evidence."""
     lines = [
         f"### {request.title}",
         "",
         f"- **subject**: `{request.subject}`",
-        f"- **system**: {request.system or '-'}",
+    ]
+    if request.system:
+        from aims_core.services.systems import show_system
+
+        system = show_system(UnitOfWork(settings), request.system)
+        lines.append(
+            f"- **system**: {system.name} — risk tier **{system.risk_tier.value}**, "
+            f"stage {system.lifecycle_stage.value}, owner {system.owner_name}"
+        )
+    lines += [
         f"- **quorum**: {len(request.approvals)} of {request.quorum} approvals so far",
         f"- **eligible approvers**: {', '.join(request.approvers)}",
     ]
@@ -117,7 +127,9 @@ def request_approval(spec: approvals.ApprovalRequestIn) -> ApprovalOutcome:
             request.quorum,
         )
         answer = suspend_flow_run(
-            wait_for_input=_form(request), key=wait_key(request_id, request.round), timeout=None
+            wait_for_input=_form(settings, request),
+            key=wait_key(request_id, request.round),
+            timeout=None,
         )
         if answer.approver.strip() not in ("", "-"):
             _decide_from_ui(settings, request_id, answer)

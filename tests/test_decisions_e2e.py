@@ -364,3 +364,30 @@ def test_decision_while_prefect_is_down_is_kept_and_the_reconciler_resumes_later
     assert done.state.result().approved is True
     assert request_row(engine, req.idempotency_key).resume_pending is False
     assert reconcile(engine.settings).resumed_ids == []  # nothing left to resume
+
+
+def test_aims_approve_alone_resumes_the_run_and_the_form_says_what_is_decided(engine) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.input.run_input import keyset_from_paused_state
+    from typer.testing import CliRunner
+
+    from aims_core.cli import app
+
+    run, req = suspended_request(engine, fraud_gate(1))
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run.id).state
+        keyset = keyset_from_paused_state(state)
+        description = client.read_flow_run_input(run.id, keyset["description"])
+    assert "fraud-detection — risk tier **high**" in description
+    assert "personal code" in description
+
+    env = {
+        "AIMS_DATA_DIR": str(engine.settings.data_dir),
+        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
+    }
+    result = CliRunner().invoke(app, ["approve", str(req.id), "--as", ETHICS], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"flow run {run.id}: resumed" in result.output
+    done = wait_for_state(run.id, {"Completed"})
+    assert done.state.result().approvals == [ETHICS]
+    assert decisions(engine, req.id) == [(ETHICS, "cli")]
