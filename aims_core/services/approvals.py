@@ -42,6 +42,7 @@ from aims_core.models import (
     RaciActivity,
     RaciKind,
     Role,
+    as_utc,
 )
 from aims_core.schemas import Email, SystemName
 from aims_core.services.people import get_person
@@ -225,10 +226,7 @@ class DecisionResult(BaseModel):
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive UTC, PostgreSQL aware datetimes: callers always get aware UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None if value is None else as_utc(value)
 
 
 def _now() -> datetime:

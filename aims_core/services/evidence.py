@@ -43,7 +43,7 @@ from aims_core.evidence_schemas import (
     EvidenceOut,
     VerifyReport,
 )
-from aims_core.models import Evidence, EvidenceHead
+from aims_core.models import Evidence, EvidenceHead, as_utc
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 
@@ -113,9 +113,7 @@ def evidence_key(settings: Settings) -> bytes:
 
 def utc_iso(value: datetime) -> str:
     """One spelling for both backends: SQLite returns naive UTC, PostgreSQL aware datetimes."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def canonical_bytes(fields: Mapping[str, Any]) -> bytes:

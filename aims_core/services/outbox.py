@@ -47,6 +47,7 @@ from aims_core.models import (
     NotificationStatus,
     Outcome,
     Person,
+    as_utc,
 )
 from aims_core.uow import Actor, UnitOfWork
 
@@ -72,12 +73,7 @@ CLAIM_LEASE: Final = timedelta(minutes=5)
 NOTIFIER: Final = Actor(who="aims-notifier", channel="schedule")
 
 
-def utc(value: datetime) -> datetime:
-    """An aware UTC datetime. SQLite hands back naive values: they are UTC by convention, and
-    values bound for comparison must be UTC too (SQLite compares the stored text)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+utc = as_utc  # kept under its old name: callers normalise times passed in by users and tests
 
 
 def backoff(attempts: int) -> timedelta:
