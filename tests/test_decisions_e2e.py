@@ -80,6 +80,8 @@ def test_slack_click_resumes_the_suspended_run(engine) -> None:
     with TestClient(create_app(engine.settings)) as client:
         answer = client.post("/slack/interactions", content=body, headers=headers)
     assert answer.status_code == 200
+    # The clicker is told privately what happened (Slack ignores an interaction's response body).
+    assert any(e["user"] == CREDIT_OWNER_SLACK for e in engine.slack.ephemerals)
 
     done = wait_for_state(run.id, {"Completed"})
     assert done.state.is_completed()

@@ -123,6 +123,8 @@ class FakeSlack:
         self._users: dict[str, dict[str, Any]] = {}
         self._channels: set[str] = set()
         self._dms: dict[str, str] = {}
+        #: chat.postEphemeral calls: what each clicker was told privately.
+        self.ephemerals: list[dict[str, str]] = []
         self._seq = itertools.count(1)
         self._ts_base = int(time.time())
         self._in_flight = 0
@@ -310,6 +312,7 @@ class FakeSlack:
             "conversations.open": lambda: self._conversations_open(p),
             "chat.postMessage": lambda: self._post(p),
             "chat.update": lambda: self._update(p),
+            "chat.postEphemeral": lambda: self._ephemeral(p),
             "users.info": lambda: self._users_info(p),
             "users.lookupByEmail": lambda: self._lookup(p),
         }.get(method)
@@ -371,6 +374,24 @@ class FakeSlack:
             msg = FakeMessage(channel=channel, ts=ts, text=text, blocks=blocks)
             self._messages[(channel, ts)] = msg
             return {"ok": True, "channel": channel, "ts": ts, "message": msg.as_slack()}
+
+    def _ephemeral(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Seen only by `user`; kept in `ephemerals`, never among the channel's messages."""
+        if not p.get("channel"):
+            raise _Refused("channel_not_found")
+        if not p.get("user"):
+            raise _Refused("user_not_in_channel")
+        with self._lock:
+            ts = f"{self._ts_base}.{next(self._seq):06d}"
+            self.ephemerals.append(
+                {
+                    "channel": p["channel"],
+                    "user": p["user"],
+                    "text": str(p.get("text") or ""),
+                    "ts": ts,
+                }
+            )
+        return {"ok": True, "message_ts": ts}
 
     def _update(self, p: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(p.get("channel"))
