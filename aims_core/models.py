@@ -173,6 +173,11 @@ class AISystem(Base):
         _enum(LifecycleStage, "lifecycle_stage"), default=LifecycleStage.concept
     )
     vendor_id: Mapped[int | None] = mapped_column(ForeignKey("vendor.id"))
+    # A gate whose approval no longer holds (e.g. "operation" after data drift on a high-risk
+    # system): set by a reassessment trigger, cleared when that gate is approved again.
+    reapproval_stage: Mapped[LifecycleStage | None] = mapped_column(
+        _enum(LifecycleStage, "reapproval_stage")
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -422,3 +427,133 @@ class Notification(Base):
     slack_ts: Mapped[str | None] = mapped_column(String(64))
 
     recipient: Mapped[Person | None] = relationship()
+
+
+# --- life cycle: gates, risks, impact assessments, system events -------------------------------
+
+
+class GateStatus(enum.StrEnum):
+    missing_evidence = "missing-evidence"  # ended without asking anyone: evidence incomplete
+    refused = "refused"  # the policy forbids it (e.g. a prohibited system beyond concept)
+    waiting = "waiting"  # approval requested
+    approved = "approved"
+    rejected = "rejected"
+
+
+class GateReview(Base):
+    """One request to pass a gate, with its checklist and outcome (evidence of 8.1 / A.6)."""
+
+    __tablename__ = "gate_review"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system_id: Mapped[int] = mapped_column(ForeignKey("ai_system.id"), index=True)
+    from_stage: Mapped[LifecycleStage] = mapped_column(_enum(LifecycleStage, "gate_from_stage"))
+    to_stage: Mapped[LifecycleStage] = mapped_column(_enum(LifecycleStage, "gate_to_stage"))
+    status: Mapped[GateStatus] = mapped_column(_enum(GateStatus, "gate_status"))
+    checklist: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    missing: Mapped[list[str]] = mapped_column(JSON, default=list)
+    reasons: Mapped[str] = mapped_column(Text, default="")
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("approval_request.id"))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column()
+
+    system: Mapped[AISystem] = relationship()
+
+
+class TreatmentOption(enum.StrEnum):
+    avoid = "avoid"
+    mitigate = "mitigate"
+    transfer = "transfer"
+    accept = "accept"
+
+
+class RiskStatus(enum.StrEnum):
+    open = "open"  # identified, not yet treated
+    treated = "treated"  # a treatment is chosen (and, for acceptance above appetite, approved)
+    awaiting_acceptance = "awaiting-acceptance"
+    closed = "closed"
+
+
+class Risk(Base):
+    """An AI risk of one system (6.1.2), with its treatment (6.1.3) and residual score."""
+
+    __tablename__ = "risk"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system_id: Mapped[int] = mapped_column(ForeignKey("ai_system.id"), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    owner_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    likelihood: Mapped[int] = mapped_column(Integer)
+    impact: Mapped[int] = mapped_column(Integer)
+    score: Mapped[int] = mapped_column(Integer)
+    treatment: Mapped[TreatmentOption | None] = mapped_column(
+        _enum(TreatmentOption, "treatment_option")
+    )
+    justification: Mapped[str] = mapped_column(Text, default="")
+    residual_likelihood: Mapped[int | None] = mapped_column(Integer)
+    residual_impact: Mapped[int | None] = mapped_column(Integer)
+    residual_score: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[RiskStatus] = mapped_column(
+        _enum(RiskStatus, "risk_status"), default=RiskStatus.open
+    )
+    acceptance_request_id: Mapped[int | None] = mapped_column(ForeignKey("approval_request.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    system: Mapped[AISystem] = relationship()
+    owner: Mapped[Person] = relationship()
+
+
+class SystemEventKind(enum.StrEnum):
+    model_update = "model-update"
+    data_drift = "data-drift"
+    regulation_change = "regulation-change"
+
+
+class SystemEvent(Base):
+    """What reopens a system's risk assessment (and, when high-risk, its operation gate)."""
+
+    __tablename__ = "system_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system_id: Mapped[int] = mapped_column(ForeignKey("ai_system.id"), index=True)
+    kind: Mapped[SystemEventKind] = mapped_column(_enum(SystemEventKind, "system_event_kind"))
+    details: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(320))
+    channel: Mapped[str] = mapped_column(String(32))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    system: Mapped[AISystem] = relationship()
+
+
+class ImpactStatus(enum.StrEnum):
+    draft = "draft"
+    answered = "answered"
+    approved = "approved"
+    rejected = "rejected"
+
+
+class ImpactAssessment(Base):
+    """An AI system impact assessment (6.1.4, A.5): answers to the questionnaire, its approval."""
+
+    __tablename__ = "impact_assessment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system_id: Mapped[int] = mapped_column(ForeignKey("ai_system.id"), index=True)
+    questionnaire: Mapped[str] = mapped_column(String(64))
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[ImpactStatus] = mapped_column(
+        _enum(ImpactStatus, "impact_status"), default=ImpactStatus.draft
+    )
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("approval_request.id"))
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column()
+
+    system: Mapped[AISystem] = relationship()

@@ -21,10 +21,20 @@ def run_migrations_online() -> None:
         conn.commit()
 
 
+def _render_item(type_, obj, autogen_context):  # type: ignore[no-untyped-def]
+    """Migrations spell our UTC timestamp type as the plain column type it stores."""
+    from aims_core.models import UTCDateTime
+
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        render_item=_render_item,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
