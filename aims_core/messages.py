@@ -161,7 +161,8 @@ def _evidence(view: ApprovalView) -> Block:
     more = len(view.evidence) - EVIDENCE_SHOWN
     if more > 0:
         lines.append(f"• … and {more} more")
-    lines.append(f"_`aims evidence list --subject {escape(view.subject)}` shows them all._")
+    where = f"system:{view.system}" if view.system else view.subject
+    lines.append(f"_`aims evidence list --subject {escape(where)}` shows them all._")
     return _section("*Evidence*\n" + "\n".join(lines))
 
 

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     approval_max_reminders: int = Field(
         default=3, ge=0, description="Reminders per open request at most (0: none)."
     )
+    gate_policy_file: Path | None = Field(
+        default=None,
+        description="The organisation's stage-gate policy (YAML); default: the packaged one.",
+    )
 
     @property
     def effective_database_url(self) -> str:
@@ -96,19 +100,29 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, str]:
         """Every setting as text, secrets masked (only whether they are set, and where from)."""
-        out: dict[str, str] = {
-            "data_dir": str(self.data_dir.resolve()),
-            "database_url": _mask_url(self.effective_database_url),
-        }
-        for name in ("slack_bot_token", "slack_signing_secret", "slack_app_token", "intake_token"):
-            out[name] = "****** (set)" if getattr(self, name) else "(not set)"
-        if self.evidence_key is not None:
-            out["evidence_key"] = "****** (set in AIMS_EVIDENCE_KEY)"
-        elif self.evidence_key_path.exists():
-            out["evidence_key"] = f"****** (file {self.evidence_key_path.resolve()})"
-        else:
-            out["evidence_key"] = "(not set: `aims init` generates one)"
+        out: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "database_url":
+                out[name] = _mask_url(self.effective_database_url)
+            elif name == "evidence_key":
+                out[name] = self._evidence_key_source()
+            elif isinstance(value, SecretStr):
+                out[name] = "****** (set)"
+            elif value is None:
+                out[name] = "(not set)"
+            elif isinstance(value, Path):
+                out[name] = str(value.resolve())
+            else:
+                out[name] = str(value)
         return out
+
+    def _evidence_key_source(self) -> str:
+        if self.evidence_key is not None:
+            return "****** (set in AIMS_EVIDENCE_KEY)"
+        if self.evidence_key_path.exists():
+            return f"****** (file {self.evidence_key_path.resolve()})"
+        return "(not set: `aims init` generates one)"
 
 
 def _mask_url(url: str) -> str:

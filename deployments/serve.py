@@ -26,10 +26,18 @@ RECONCILER = "approval-reconciler/approval-reconciler"
 def all_deployments() -> list[RunnerDeployment]:
     from flows.approval import approval
     from flows.approval_reconciler import approval_reconciler
+    from flows.impact_assessment import impact_assessment
+    from flows.risk_assessment import risk_assessment
+    from flows.stage_gate import stage_gate
 
     paused = os.environ.get("AIMS_SCHEDULES_PAUSED", "").lower() in ("1", "true", "yes")
     return [
         approval.to_deployment(name="approval", tags=["aims", "approval"]),
+        stage_gate.to_deployment(name="stage-gate", tags=["aims", "gate"]),
+        risk_assessment.to_deployment(name="risk-assessment", tags=["aims", "risk-assessment"]),
+        impact_assessment.to_deployment(
+            name="impact-assessment", tags=["aims", "impact-assessment"]
+        ),
         approval_reconciler.to_deployment(
             name="approval-reconciler",
             tags=["aims", "approvals", "reconciler"],

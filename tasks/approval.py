@@ -48,9 +48,11 @@ def open_request(spec: approvals.ApprovalRequestIn) -> int:
     """Write the request and queue its messages, once (idempotent on the spec's key)."""
     settings = get_settings()
     spec = spec.model_copy(update={"flow_run_id": str(flow_run.id)})
-    request = approvals.create_request(
-        UnitOfWork(settings), spec, Actor(who=FLOW_ACTOR, channel="flow")
-    )
+    actor = Actor(who=FLOW_ACTOR, channel="flow")
+    request = approvals.create_request(UnitOfWork(settings), spec, actor)
+    if request.flow_run_id != spec.flow_run_id:
+        # The same request asked again by a new run (the first one ended): this run now waits.
+        approvals.attach_flow_run(UnitOfWork(settings), request.id, str(flow_run.id), actor)
     _queue_messages(settings, request.id)
     return request.id
 

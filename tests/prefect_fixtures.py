@@ -24,7 +24,13 @@ from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 
 SIGNING_SECRET = "e2e-signing-secret"
-SERVED = ["approval/approval", "approval-reconciler/approval-reconciler"]
+SERVED = [
+    "approval/approval",
+    "approval-reconciler/approval-reconciler",
+    "stage-gate/stage-gate",
+    "risk-assessment/risk-assessment",
+    "impact-assessment/impact-assessment",
+]
 
 
 @dataclass

@@ -13,10 +13,14 @@ from aims_core.cli import (
     db_cmd,
     demo_cmd,
     evidence_cmd,
+    gate_cmd,
+    impact_cmd,
     notifications_cmd,
     people_cmd,
     raci_cmd,
+    risks_cmd,
     soa_cmd,
+    system_events_cmd,
     systems_cmd,
 )
 from aims_core.cli._base import AimsGroup
@@ -33,9 +37,13 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(catalog_cmd.app, name="catalog")
 app.add_typer(soa_cmd.app, name="soa")
 app.add_typer(people_cmd.app, name="people")
+systems_cmd.app.command("event")(system_events_cmd.event)
 app.add_typer(systems_cmd.app, name="systems")
+app.add_typer(risks_cmd.app, name="risks")
 app.add_typer(raci_cmd.app, name="raci")
 app.add_typer(evidence_cmd.app, name="evidence")
+app.add_typer(gate_cmd.app, name="gate")
+app.add_typer(impact_cmd.app, name="impact")
 app.add_typer(demo_cmd.app, name="demo")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.command("approve")(approvals_cmd.approve)

@@ -1,0 +1,350 @@
+"""`aims impact`: AI system impact assessments (6.1.4, 8.4, A.5).
+
+`start` begins an `impact-assessment` run; answers come through its Prefect UI form or through
+`answer` here (the same service and checks), which wakes the run once every required question is
+answered. An assessment is named by its id or by its system's name (its open assessment).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from aims_core.cli._base import print_json, print_table
+from aims_core.errors import InvalidInput, NotFound
+from aims_core.impact_questionnaire import questionnaire
+from aims_core.models import ImpactStatus
+from aims_core.services import impact
+from aims_core.services.impact import ImpactAssessmentOut
+from aims_core.uow import Actor, UnitOfWork
+
+app = typer.Typer(
+    no_args_is_help=True, help="AI system impact assessments: questions, answers, records."
+)
+
+DEPLOYMENT = "impact-assessment/impact-assessment"
+SHOWN_MAX = 80  # characters of a text answer in the `show` table
+
+
+class _AnswersLoader(yaml.SafeLoader):
+    """YAML without its yes/no/on/off booleans: `vulnerable_people: no` means the option "no"."""
+
+
+_AnswersLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _resolve(target: str) -> int:
+    """An assessment id, or a system name standing for its open assessment."""
+    target = target.strip()
+    if target.isdigit():
+        return int(target)
+    found = impact.open_for(UnitOfWork(), target)
+    if found is None:
+        raise NotFound(
+            f"{target} has no open impact assessment (start one: `aims impact start {target}`)",
+            "assessment",
+        )
+    return found.id
+
+
+def _read_answers(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.load(path.read_text("utf-8"), Loader=_AnswersLoader)
+    except FileNotFoundError:
+        raise InvalidInput(f"no such file: {path}", "file") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", "file") from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path} is not valid YAML: {exc}", "file") from None
+    if not isinstance(data, dict) or not data:
+        raise InvalidInput(
+            f"{path} must map question ids to answers (e.g. `severity_individuals: 3`)", "file"
+        )
+    # An empty value is a question left for later, not a blank answer.
+    return {str(k): v for k, v in data.items() if v is not None}
+
+
+def _progress(a: ImpactAssessmentOut) -> str:
+    done = a.required - len(a.missing_required)
+    return f"{done} of {a.required} required questions answered"
+
+
+@app.command("questions")
+def questions(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    template: bool = typer.Option(
+        False, "--template", help="Print a blank answers file for `aims impact answer --file`."
+    ),
+) -> None:
+    """The questionnaire: sections, question ids, kinds and the Annex A controls they evidence."""
+    q = questionnaire()
+    if as_json:
+        print_json(q)
+        return
+    if template:
+        typer.echo(_template(), nl=False)
+        return
+    typer.echo(
+        f"{q.title} ({q.ref}); approved by {', '.join(q.approval.approver_roles)}, quorum "
+        + ", ".join(f"{k} {v}" for k, v in q.approval.quorum.items())
+    )
+    for n, section in enumerate(q.sections, 1):
+        print_table(
+            f"{n}. {section.title} ({section.id})",
+            ["id", "question", "kind", "required", "controls"],
+            [
+                (
+                    x.id,
+                    x.text,
+                    x.describe_kind(),
+                    "yes" if x.required else "",
+                    ", ".join(x.controls),
+                )
+                for x in section.questions
+            ],
+        )
+
+
+def _template() -> str:
+    """An answers file with every question as a comment and an empty (= unanswered) value."""
+    q = questionnaire()
+    lines = [
+        f"# Answers to {q.title} ({q.ref}): `aims impact answer ID|SYSTEM --file THIS_FILE`.",
+        "# Leave a value empty to answer it later; multi-line text: `key: |` and indent.",
+    ]
+    for n, section in enumerate(q.sections, 1):
+        lines += ["", f"# --- {n}. {section.title} ---"]
+        for x in section.questions:
+            need = "required" if x.required else "optional"
+            lines += [f"# {x.text} ({x.describe_kind()}; {need})", f"{x.id}:"]
+    return "\n".join(lines) + "\n"
+
+
+def _run_ended(flow_run_id: str) -> bool | None:
+    """Whether the run has ended (or is unknown to Prefect); None if Prefect cannot be asked."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
+    except ObjectNotFound:
+        return True
+    except Exception:
+        return None
+    return bool(run.state and run.state.is_final())
+
+
+@app.command("start")
+def start(
+    system: str = typer.Argument(..., metavar="SYSTEM", help="The AI system to assess."),
+    assessor: str | None = typer.Option(
+        None, "--assessor", metavar="EMAIL", help="Who answers (default: the system's owner)."
+    ),
+) -> None:
+    """Start an impact assessment run; it waits (suspended) for answers, then for approval."""
+    from aims_core.cli.engine import start_run
+    from aims_core.services.people import get_person
+    from aims_core.services.systems import show_system
+
+    uow = UnitOfWork()
+    target = show_system(uow, system)
+    if assessor:
+        with uow.read():
+            assessor = get_person(uow.session, assessor, "assessor").email
+    take_over = False
+    existing = impact.open_for(uow, target.name)
+    if existing is not None:
+        ended = _run_ended(existing.flow_run_id) if existing.flow_run_id else True
+        if ended is None:
+            raise InvalidInput(
+                f"impact assessment {existing.id} of {target.name} is open in run "
+                f"{existing.flow_run_id}, and the engine cannot be asked whether that run still "
+                "goes on: start the engine first",
+                "engine",
+            )
+        if not ended:
+            raise InvalidInput(
+                f"impact assessment {existing.id} of {target.name} is still "
+                f"{existing.status.value} in run {existing.flow_run_id}: answer it with "
+                f"`aims impact answer {existing.id} ...`",
+                "system",
+            )
+        take_over = True  # its run ended unfinished: the new run continues it
+    run_id, name, url = start_run(
+        DEPLOYMENT,
+        {"system": target.name, "assessor": assessor, "take_over": take_over},
+        name=f"impact assessment {target.name}",
+        tags=["impact-assessment", target.name, target.risk_tier.value],
+    )
+    typer.echo(f"started run {name} ({run_id})\n{url}")
+    if existing is not None:
+        typer.echo(f"it continues impact assessment {existing.id} ({_progress(existing)})")
+    typer.echo(
+        "answer in the run's form in the Prefect UI, or with "
+        f"`aims impact answer {target.name} --file answers.yaml` (see `aims impact questions`)"
+    )
+
+
+@app.command("answer")
+def answer(
+    target: str = typer.Argument(..., metavar="ID|SYSTEM", help="Assessment id or system name."),
+    question: list[str] = typer.Option(
+        [], "--question", "-q", metavar="ID", help="A question id; repeat with --value."
+    ),
+    value: list[str] = typer.Option(
+        [], "--value", "-v", metavar="VALUE", help="The answer to the --question before it."
+    ),
+    file: Path | None = typer.Option(
+        None, "--file", "-f", help="YAML mapping question id -> answer (several at once)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the assessment as JSON."),
+) -> None:
+    """Record answers (all or nothing); wakes the waiting run once nothing required is missing.
+
+    A blank --value clears an optional answer.
+    """
+    if len(question) != len(value):
+        raise InvalidInput(
+            f"give one --value per --question ({len(question)} questions, {len(value)} values)",
+            "value",
+        )
+    answers: dict[str, Any] = _read_answers(file) if file else {}
+    answers.update(zip(question, value, strict=True))
+    if not answers:
+        raise InvalidInput("give --question ID --value VALUE or --file answers.yaml", "answers")
+    assessment_id = _resolve(target)
+    out = impact.answer(UnitOfWork(), assessment_id, answers, Actor.cli())
+    if as_json:
+        print_json(out)
+    else:
+        typer.echo(
+            f"recorded {len(answers)} answer(s) on impact assessment {out.id} ({out.system}): "
+            f"{_progress(out)}"
+        )
+        if out.missing_required:
+            typer.echo(f"still open: {', '.join(out.missing_required)}")
+    if not out.missing_required:
+        _wake(out, quiet=as_json)
+
+
+def _wake(out: ImpactAssessmentOut, *, quiet: bool = False) -> None:
+    """Resume the run waiting for answers: it re-reads them from the database and goes on."""
+    if out.status is not ImpactStatus.draft or not out.flow_run_id:
+        return
+    from uuid import UUID
+
+    from notifications.resume import ResumeOutcome, _resume
+
+    outcome = _resume(UUID(out.flow_run_id), {}, attempts=10, delay=0.5)
+    if quiet:
+        return
+    if outcome is ResumeOutcome.resumed:
+        typer.echo(f"flow run {out.flow_run_id}: resumed (next: approval)")
+    elif outcome is ResumeOutcome.finished:
+        typer.echo(f"flow run {out.flow_run_id} has ended: `aims impact start {out.system}`")
+    else:
+        typer.echo(
+            f"flow run {out.flow_run_id}: not resumed ({outcome.value}); once the engine is up: "
+            f"`aims impact resume {out.id}`"
+        )
+
+
+@app.command("resume")
+def resume(
+    target: str = typer.Argument(..., metavar="ID|SYSTEM", help="Assessment id or system name."),
+) -> None:
+    """Wake the run of a fully answered assessment (if an earlier wake did not reach it)."""
+    out = impact.get(UnitOfWork(), _resolve(target))
+    if out.missing_required:
+        raise InvalidInput(
+            f"still open: {', '.join(out.missing_required)}; the run waits for them", "answers"
+        )
+    if out.status is not ImpactStatus.draft or not out.flow_run_id:
+        typer.echo(f"impact assessment {out.id} is {out.status.value}: no run waits for answers")
+        return
+    _wake(out)
+
+
+@app.command("show")
+def show(
+    target: str = typer.Argument(..., metavar="ID|SYSTEM", help="Assessment id or system name."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    markdown: bool = typer.Option(
+        False, "--markdown", help="Print the rendered record (Markdown)."
+    ),
+    html: bool = typer.Option(False, "--html", help="Print the rendered record (HTML)."),
+) -> None:
+    """Show an assessment: status, progress, answers, approval and evidence."""
+    if sum((as_json, markdown, html)) > 1:
+        raise InvalidInput("give at most one of --json, --markdown, --html", "format")
+    assessment_id = _resolve(target)
+    if markdown or html:
+        rendered = impact.render(UnitOfWork(), assessment_id)
+        typer.echo(rendered.markdown if markdown else rendered.html, nl=False)
+        return
+    a = impact.get(UnitOfWork(), assessment_id)
+    if as_json:
+        print_json(a)
+        return
+    lines = [
+        f"impact assessment {a.id}: {a.system} ({a.risk_tier} risk), {a.questionnaire}",
+        f"  status:    {a.status.value}, {_progress(a)}",
+        f"  assessor:  {a.assessor}",
+    ]
+    if a.missing_required:
+        lines.append(f"  open:      {', '.join(a.missing_required)}")
+    if a.request_id:
+        lines.append(f"  approval:  request {a.request_id} (`aims approvals show {a.request_id}`)")
+    if a.evidence_id:
+        lines.append(f"  evidence:  {a.evidence_id} (Markdown), {a.html_evidence_id} (HTML)")
+    if a.flow_run_id:
+        lines.append(f"  flow run:  {a.flow_run_id}")
+    typer.echo("\n".join(lines))
+    q = questionnaire()
+    if a.questionnaire != q.ref:
+        return
+    rows = []
+    for n, section in enumerate(q.sections, 1):
+        for x in section.questions:
+            shown = a.answers.get(x.id)
+            text = "" if shown is None else " ".join(str(shown).split())
+            if len(text) > SHOWN_MAX:
+                text = text[: SHOWN_MAX - 1] + "…"
+            rows.append((n, x.id, "yes" if x.required else "", text or "-"))
+    print_table("Answers", ["section", "question", "required", "answer"], rows)
+
+
+@app.command("list")
+def list_(
+    system: str | None = typer.Option(None, "--system", help="Only this system's assessments."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List impact assessments, newest first."""
+    rows = impact.list_assessments(UnitOfWork(), system=system)
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        f"Impact assessments ({len(rows)})",
+        ["id", "system", "status", "answered", "assessor", "request", "evidence", "created"],
+        [
+            (
+                a.id,
+                a.system,
+                a.status.value,
+                f"{a.required - len(a.missing_required)}/{a.required}",
+                a.assessor,
+                a.request_id,
+                a.evidence_id,
+                a.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+            )
+            for a in rows
+        ],
+    )

@@ -1,0 +1,241 @@
+"""The AI risk policy as data: scales, scoring, appetite, who accepts, what reopens a gate.
+
+Shipped as `aims_core/data/risk_policy.yaml`; an organisation overrides it with its own
+`risk_policy.yaml` in the data dir. The file is checked strictly on load and every problem is
+named at once (a person fixes the whole file, not one typo per attempt). No Prefect here.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Final, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from aims_core import catalog
+from aims_core.errors import AimsError, InvalidInput
+from aims_core.models import LifecycleStage, RiskTier, SystemEventKind
+from aims_core.settings import Settings
+
+POLICY_FILE: Final = "risk_policy.yaml"
+STAGE_ORDER: Final = tuple(LifecycleStage)
+
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+
+
+class RiskPolicyInvalid(AimsError):
+    """The policy file is malformed; `problems` lists each, as `field: problem`."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
+            field="risk_policy",
+        )
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScalePoint(_Strict):
+    value: int = Field(ge=1)
+    label: Label
+    description: str = ""
+
+
+class Level(_Strict):
+    name: Label
+    max: int = Field(ge=0)
+
+
+class Acceptance(_Strict):
+    """Who approves accepting a risk whose (residual) score is above appetite."""
+
+    approver_roles: list[Label] = Field(min_length=1)
+    quorum: int = Field(default=1, ge=1)
+
+
+class ReassessmentRule(_Strict):
+    """An event of one of `kinds` on a system of one of `tiers`, currently in one of `stages`,
+    voids the approval of gate `reopen` until it is approved again."""
+
+    kinds: list[SystemEventKind] = Field(min_length=1)
+    tiers: list[RiskTier] = Field(min_length=1)
+    stages: list[LifecycleStage] = Field(min_length=1)
+    reopen: LifecycleStage
+
+
+class RiskPolicy(_Strict):
+    likelihood: list[ScalePoint] = Field(min_length=2)
+    impact: list[ScalePoint] = Field(min_length=2)
+    scoring: Literal["product", "matrix"] = "product"
+    matrix: list[list[int]] | None = None
+    levels: list[Level] = Field(min_length=1)
+    appetite: int = Field(ge=0)
+    acceptance: Acceptance
+    reassessment: list[ReassessmentRule] = Field(default_factory=list)
+
+    # --- scoring ------------------------------------------------------------------------------
+
+    def score(self, likelihood: int, impact: int) -> int:
+        if self.matrix is not None:
+            return self.matrix[likelihood - 1][impact - 1]
+        return likelihood * impact
+
+    @property
+    def max_score(self) -> int:
+        return self.score(len(self.likelihood), len(self.impact))
+
+    def level(self, score: int) -> str:
+        return next((lv.name for lv in self.levels if score <= lv.max), self.levels[-1].name)
+
+    def above_appetite(self, score: int) -> bool:
+        return score > self.appetite
+
+    def check(self, scale: Literal["likelihood", "impact"], value: int, field: str) -> int:
+        """`value` if it is on the scale, else an error naming the field and the scale."""
+        points: list[ScalePoint] = getattr(self, scale)
+        if not 1 <= value <= len(points):
+            labels = ", ".join(f"{p.value} {p.label}" for p in points)
+            raise InvalidInput(
+                f"{value} is not on the {scale} scale 1-{len(points)} ({labels})", field=field
+            )
+        return value
+
+    def label(self, scale: Literal["likelihood", "impact"], value: int | None) -> str:
+        points: list[ScalePoint] = getattr(self, scale)
+        return points[value - 1].label if value and 1 <= value <= len(points) else ""
+
+    # --- triggers -----------------------------------------------------------------------------
+
+    def reopened_gate(
+        self, kind: SystemEventKind, tier: RiskTier, stage: LifecycleStage
+    ) -> LifecycleStage | None:
+        """The gate whose approval this event voids for this system, if any (first rule wins)."""
+        for rule in self.reassessment:
+            if kind in rule.kinds and tier in rule.tiers and stage in rule.stages:
+                return rule.reopen
+        return None
+
+    # --- the checks a schema cannot express -----------------------------------------------------
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        for name in ("likelihood", "impact"):
+            points: list[ScalePoint] = getattr(self, name)
+            values = [p.value for p in points]
+            if values != list(range(1, len(points) + 1)):
+                out.append(f"{name}: values must be 1, 2, ... in order without gaps (got {values})")
+            labels = [p.label for p in points]
+            dupes = sorted({x for x in labels if labels.count(x) > 1})
+            if dupes:
+                out.append(f"{name}: duplicate label(s) {', '.join(dupes)}")
+        shape_ok = self._check_matrix(out)
+        if shape_ok:
+            top = self.max_score
+            maxes = [lv.max for lv in self.levels]
+            if any(b <= a for a, b in itertools.pairwise(maxes)):
+                out.append(f"levels: each max must be larger than the one before (got {maxes})")
+            if maxes[-1] < top:
+                out.append(f"levels: the last level must reach the highest score {top}")
+            if self.appetite >= top:
+                out.append(
+                    f"appetite: {self.appetite} is not below the highest score {top}, so no risk "
+                    "could ever be above it"
+                )
+        names = [lv.name for lv in self.levels]
+        if len(set(names)) != len(names):
+            out.append("levels: names must be unique")
+        known = {r.id for r in catalog.roles()}
+        for role in self.acceptance.approver_roles:
+            if role not in known:
+                out.append(
+                    f"acceptance.approver_roles: unknown role '{role}' "
+                    f"(roles: {', '.join(sorted(known))})"
+                )
+        for i, rule in enumerate(self.reassessment):
+            gate = STAGE_ORDER.index(rule.reopen)
+            early = [s.value for s in rule.stages if STAGE_ORDER.index(s) < gate]
+            if early:
+                out.append(
+                    f"reassessment.{i}.stages: {', '.join(early)} come(s) before the reopened "
+                    f"gate '{rule.reopen.value}': a system there has not passed that gate yet"
+                )
+        return out
+
+    def _check_matrix(self, out: list[str]) -> bool:
+        if self.scoring == "product":
+            if self.matrix is not None:
+                out.append("matrix: only with `scoring: matrix`")
+            return True
+        if self.matrix is None:
+            out.append("matrix: required with `scoring: matrix`")
+            return False
+        rows, cols = len(self.likelihood), len(self.impact)
+        if len(self.matrix) != rows or any(len(r) != cols for r in self.matrix):
+            out.append(
+                f"matrix: needs {rows} rows (likelihood) of {cols} scores (impact), "
+                f"got {[len(r) for r in self.matrix]}"
+            )
+            return False
+        if any(v < 0 for r in self.matrix for v in r):
+            out.append("matrix: scores must not be negative")
+        return True
+
+    def validated(self, source: str) -> Self:
+        problems = self.problems()
+        if problems:
+            raise RiskPolicyInvalid(source, problems)
+        return self
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "file"
+        msg = "missing" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
+        out.append(f"{field}: {msg}")
+    return out
+
+
+def parse_risk_policy(text: str, source: str = POLICY_FILE) -> RiskPolicy:
+    """Parse and check a policy document; RiskPolicyInvalid lists every problem found."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RiskPolicyInvalid(source, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise RiskPolicyInvalid(source, ["file: expected a mapping of policy settings"])
+    try:
+        policy = RiskPolicy.model_validate(data)
+    except ValidationError as exc:
+        raise RiskPolicyInvalid(source, _describe(exc)) from None
+    return policy.validated(source)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_cached(text: str, source: str) -> RiskPolicy:
+    return parse_risk_policy(text, source)
+
+
+def policy_path(settings: Settings) -> Path | None:
+    """The organisation's own policy file, if it has one (in the data dir)."""
+    path = settings.data_dir / POLICY_FILE
+    return path if path.is_file() else None
+
+
+def risk_policy(settings: Settings) -> RiskPolicy:
+    """The policy in force: the organisation's file if present, else the shipped default.
+
+    Read on every call (a small file) and parsed once per content, so an edit takes effect at
+    the next command or flow run without a restart."""
+    path = policy_path(settings)
+    if path is None:
+        text = resources.files("aims_core.data").joinpath(POLICY_FILE).read_text("utf-8")
+        return _parse_cached(text, f"aims_core/data/{POLICY_FILE}")
+    return _parse_cached(path.read_text("utf-8"), str(path))

@@ -1,0 +1,210 @@
+"""An impact assessment end to end, on the real engine (Prefect API + served runner + fake Slack).
+
+`aims impact start` → the run suspends with the first section's form → one section answered
+through the Prefect resume API (as the UI's form does), the rest with `aims impact answer --file`
+(which wakes the run) → approval requested → the assessor may not approve, an ethics committee
+member does with `aims approve` → the record is evidence, the run is named, tagged, and
+publishes its summary. Uses support-chatbot (other flow tests use other systems).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect_fixtures import wait_for_state
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from aims_core.db import get_engine
+from aims_core.impact_questionnaire import QuestionKind, questionnaire
+from aims_core.models import ApprovalRequest, AuditEvent, Evidence
+from aims_core.services import evidence, impact
+from aims_core.uow import UnitOfWork
+
+SYSTEM = "support-chatbot"
+ASSESSOR = "ops.owner@northwind.example"  # owns support-chatbot
+ETHICS = "ethics@northwind.example"
+
+SECTION_1 = {
+    "intended_purpose": "Answers customer questions about accounts and loans on the website.",
+    "deployment_context": "Public website chat, EU, English and German, ~40,000 chats a month.",
+    "human_oversight": "human-on-the-loop",
+    "decision_significance": 2,
+}
+
+
+def rest_of_answers() -> dict[str, Any]:
+    """Every other question, with answers a test can find again."""
+    out: dict[str, Any] = {}
+    for q in questionnaire().questions.values():
+        if q.id in SECTION_1:
+            continue
+        if q.kind is QuestionKind.choice:
+            out[q.id] = q.options[0]
+        elif q.kind is QuestionKind.scale:
+            out[q.id] = 3
+        else:
+            out[q.id] = f"E2E answer about {q.id} <for support & chat>"
+    return out
+
+
+def cli(engine, *args: str):  # type: ignore[no-untyped-def]
+    from aims_core.cli import app
+
+    env = {  # the operator's shell has the engine's configuration, Slack included
+        "AIMS_DATA_DIR": str(engine.settings.data_dir),
+        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
+        "AIMS_SLACK_BOT_TOKEN": engine.slack.token,
+        "AIMS_SLACK_API_URL": engine.slack.base_url,
+    }
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def wait_for_pause(flow_run_id: str, key: str, timeout: float = 90):  # type: ignore[no-untyped-def]
+    """Poll until the run is suspended under `key` (each wait has its own)."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            state = run.state
+            if state and state.is_paused() and state.state_details.pause_key == key:
+                return run
+            if state and state.is_final():
+                raise AssertionError(f"run ended {state.name}: {state.message}")
+            if time.monotonic() > deadline:
+                seen = state.state_details.pause_key if state else None
+                raise AssertionError(f"run {state.name if state else None} ({seen}), not {key}")
+            time.sleep(0.5)
+
+
+def resume_with(flow_run_id: str, **run_input: Any) -> None:
+    """What the UI's Resume button sends; retried while the input schema is not saved yet."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:
+            response = client.resume_flow_run(flow_run_id, run_input=run_input)
+            if response.status.value == "ACCEPT":
+                return
+            assert time.monotonic() < deadline, response.details
+            time.sleep(0.5)
+
+
+def test_impact_assessment_through_form_cli_and_approval(engine, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.input.run_input import keyset_from_paused_state
+
+    settings = engine.settings
+    t0 = time.monotonic()
+    started = cli(engine, "impact", "start", SYSTEM, "--assessor", ASSESSOR)
+    assert started.exit_code == 0, started.output
+    assert f"started run impact assessment {SYSTEM} (" in started.output
+    run_id = started.output.split("(", 1)[1].split(")", 1)[0]
+    assert f"/runs/flow-run/{run_id}" in started.output
+
+    # Waiting for answers: the first section's form, suspended (no process kept).
+    wait_for_state(run_id, {"Suspended"})
+    t_suspended = time.monotonic()
+    [a] = [x for x in impact.list_assessments(UnitOfWork(settings), system=SYSTEM)
+           if x.flow_run_id == run_id]  # fmt: skip
+    assert a.assessor == ASSESSOR
+    run = wait_for_pause(run_id, f"impact-{a.id}-section-1-round-1")
+    with get_client(sync_client=True) as client:
+        keyset = keyset_from_paused_state(run.state)
+        description = client.read_flow_run_input(run.id, keyset["description"])
+        schema = client.read_flow_run_input(run.id, keyset["schema"])
+    assert f"Impact assessment #{a.id} of {SYSTEM}: section 1 of 6" in description
+    assert f"aims impact answer {a.id} --file answers.yaml" in description
+    assert set(SECTION_1) == set(json.loads(schema)["properties"])
+
+    # Section 1 through the form (the Prefect resume API, as the UI's Resume button).
+    resume_with(run_id, **SECTION_1)
+    wait_for_pause(run_id, f"impact-{a.id}-section-2-round-2")
+    assert impact.get(UnitOfWork(settings), a.id).answers == SECTION_1
+
+    # The rest from a file: recorded, and the run is woken since nothing required is missing.
+    answers_file = tmp_path / "answers.yaml"
+    answers_file.write_text(yaml.safe_dump(rest_of_answers()))
+    answered = cli(engine, "impact", "answer", str(a.id), "--file", str(answers_file))
+    assert answered.exit_code == 0, answered.output
+    assert "19 of 19 required questions answered" in answered.output
+    assert f"flow run {run_id}: resumed" in answered.output
+
+    # Approval: requested from the questionnaire's roles, the assessor excluded.
+    key = impact.approval_key(a.id)
+    with get_engine(settings.effective_database_url).connect() as conn:
+        deadline = time.monotonic() + 60
+        while (req := conn.execute(
+            select(ApprovalRequest).where(ApprovalRequest.idempotency_key == key)
+        ).one_or_none()) is None:  # fmt: skip
+            assert time.monotonic() < deadline, "no approval request"
+            time.sleep(0.5)
+            conn.rollback()
+    wait_for_pause(run_id, f"approval-{req.id}-round-1")
+    t_approval = time.monotonic()
+    refused = cli(engine, "approve", str(req.id), "--as", ASSESSOR)
+    assert refused.exit_code == 2
+    assert "cannot decide it" in refused.output
+    approved = cli(engine, "approve", str(req.id), "--as", ETHICS)
+    assert approved.exit_code == 0, approved.output
+    assert f"flow run {run_id}: resumed" in approved.output
+
+    done = wait_for_state(run_id, {"Completed"})
+    t_done = time.monotonic()
+    result = done.state.result()
+    assert (result.status, result.approvals) == ("approved", [ETHICS])
+
+    # The record is evidence: Markdown on the system, HTML on the assessment; both hold answers.
+    out = impact.get(UnitOfWork(settings), a.id)
+    assert (out.evidence_id, out.html_evidence_id) == (result.evidence_id, result.html_evidence_id)
+    on_system = evidence.list_evidence(settings, subject=f"system:{SYSTEM}")
+    assert [(e.id, e.kind) for e in on_system] == [(out.evidence_id, "impact-assessment")]
+    [html_record] = evidence.list_evidence(settings, subject=f"impact-assessment:{a.id}")
+    html = evidence.store_path(settings, html_record.content_sha256).read_text("utf-8")
+    with get_engine(settings.effective_database_url).connect() as conn:
+        md = conn.scalar(select(Evidence.content).where(Evidence.id == out.evidence_id))
+        ui_answers = conn.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.subject == f"impact-assessment:{a.id}",
+                AuditEvent.action == "impact.answered",
+                AuditEvent.channel == "ui",
+            )
+        )
+    assert ui_answers == 1  # the form's answers were recorded once, whatever the re-runs
+    for qid, value in {**SECTION_1, **rest_of_answers()}.items():
+        if isinstance(value, int):
+            assert f"`{qid}`" in md
+            continue
+        assert value.replace("<", "&lt;") in md
+        assert value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in html
+    assert f"approve by Amara Diallo <{ETHICS}> via cli" in md
+
+    # Name, tags and artifact, read back through the Prefect API.
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[f"impact-assessment-{a.id}"])
+            )
+        )
+    assert run.name == f"impact assessment {SYSTEM}"
+    assert {"impact-assessment", SYSTEM, "limited"} <= set(run.tags)
+    [artifact] = artifacts
+    assert artifact.flow_run_id == run.id
+    assert f"Impact assessment #{a.id} of {SYSTEM}: APPROVED" in artifact.data
+    assert f"#{out.evidence_id} (Markdown, on `system:{SYSTEM}`)" in artifact.data
+    print(
+        f"\nimpact e2e: start→suspended {t_suspended - t0:.1f} s, answers→approval wait "
+        f"{t_approval - t_suspended:.1f} s, approve→completed {t_done - t_approval:.1f} s, "
+        f"total {t_done - t0:.1f} s"
+    )
