@@ -557,3 +557,167 @@ class ImpactAssessment(Base):
     completed_at: Mapped[datetime | None] = mapped_column()
 
     system: Mapped[AISystem] = relationship()
+
+
+# --- incidents, regulatory clocks, CAPA --------------------------------------------------------
+
+
+class IncidentStatus(enum.StrEnum):
+    open = "open"
+    contained = "contained"
+    investigating = "investigating"
+    awaiting_closure = "awaiting-closure"
+    closed = "closed"
+
+
+class Incident(Base):
+    """An AI incident (clause 10, A.8.4); `aware_at` starts the regulatory clocks (Art. 73)."""
+
+    __tablename__ = "incident"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system_id: Mapped[int] = mapped_column(ForeignKey("ai_system.id"), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    severity: Mapped[str] = mapped_column(String(8))  # SEV1..SEV4, from the classification data
+    category: Mapped[str] = mapped_column(String(40))  # from the classification data
+    status: Mapped[IncidentStatus] = mapped_column(
+        _enum(IncidentStatus, "incident_status"), default=IncidentStatus.open, index=True
+    )
+    source: Mapped[str] = mapped_column(String(32))  # cli, api, alertmanager, drill
+    fingerprint: Mapped[str | None] = mapped_column(String(200), index=True)
+    aware_at: Mapped[datetime] = mapped_column()
+    reported_at: Mapped[datetime] = mapped_column(default=utcnow)
+    serious_suggested: Mapped[list[str]] = mapped_column(JSON, default=list)
+    serious_kind: Mapped[str | None] = mapped_column(String(40))
+    serious_confirmed_at: Mapped[datetime | None] = mapped_column()
+    is_drill: Mapped[bool] = mapped_column(Boolean, default=False)
+    playbook: Mapped[str | None] = mapped_column(String(64))
+    root_cause: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lessons: Mapped[str] = mapped_column(Text, default="")
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    reported_by: Mapped[str] = mapped_column(String(320))
+    closed_at: Mapped[datetime | None] = mapped_column()
+
+    system: Mapped[AISystem] = relationship()
+    timeline: Mapped[list[IncidentEvent]] = relationship(order_by="IncidentEvent.id")
+
+
+class IncidentEvent(Base):
+    """One line of an incident's timeline: what happened, when, by whom."""
+
+    __tablename__ = "incident_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))
+    text: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actor: Mapped[str] = mapped_column(String(320))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+
+class HookRun(Base):
+    """A playbook hook fired (or rehearsed): recorded before it runs, so it never runs twice."""
+
+    __tablename__ = "hook_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"), index=True)
+    step: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(20))  # shell, http, deployment
+    target: Mapped[str] = mapped_column(Text)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20))  # started, succeeded, failed, rehearsed
+    output: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class ClockStatus(enum.StrEnum):
+    running = "running"
+    met = "met"
+    overdue = "overdue"
+    stopped = "stopped"
+
+
+class RegulatoryClock(Base):
+    """A reporting deadline counted from `aware_at` (Art. 73, GDPR 72 h, internal SLAs...)."""
+
+    __tablename__ = "regulatory_clock"
+    __table_args__ = (UniqueConstraint("incident_id", "rule", name="uq_clock_per_rule"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(300))
+    started_at: Mapped[datetime] = mapped_column()
+    deadline: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[ClockStatus] = mapped_column(
+        _enum(ClockStatus, "clock_status"), default=ClockStatus.running
+    )
+    reminders_fired: Mapped[list[float]] = mapped_column(JSON, default=list)
+    escalated_at: Mapped[datetime | None] = mapped_column()
+    met_at: Mapped[datetime | None] = mapped_column()
+
+
+class CapaStatus(enum.StrEnum):
+    containment = "containment"
+    root_cause = "root-cause"
+    action_plan = "action-plan"
+    tracking = "tracking"
+    verification = "verification"
+    awaiting_closure = "awaiting-closure"
+    closed = "closed"
+
+
+class Capa(Base):
+    """Corrective and preventive action (10.2): from a nonconformity to a verified fix."""
+
+    __tablename__ = "capa"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(32))  # incident, audit-finding, manual
+    system_id: Mapped[int | None] = mapped_column(ForeignKey("ai_system.id"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id"))
+    control_id: Mapped[str | None] = mapped_column(ForeignKey("control.id"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    status: Mapped[CapaStatus] = mapped_column(
+        _enum(CapaStatus, "capa_status"), default=CapaStatus.containment, index=True
+    )
+    containment: Mapped[str] = mapped_column(Text, default="")
+    root_cause: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)  # +1 each time verification fails
+    verify_after_days: Mapped[int] = mapped_column(Integer, default=30)
+    verification_due_at: Mapped[datetime | None] = mapped_column()
+    verification: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column()
+
+    owner: Mapped[Person] = relationship()
+    system: Mapped[AISystem | None] = relationship()
+    actions: Mapped[list[CapaAction]] = relationship(order_by="CapaAction.id")
+
+
+class CapaAction(Base):
+    __tablename__ = "capa_action"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    capa_id: Mapped[int] = mapped_column(ForeignKey("capa.id"), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    due_at: Mapped[datetime] = mapped_column()
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    done_at: Mapped[datetime | None] = mapped_column()
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_at: Mapped[datetime | None] = mapped_column()
+
+    owner: Mapped[Person] = relationship()

@@ -51,9 +51,9 @@ def test_db_upgrade_on_an_empty_database(cli, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("AIMS_DATA_DIR", str(tmp_path / "fresh"))
     result = cli.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "database at revision 0003" in result.output
+    assert "database at revision 0004" in result.output
     result = cli.invoke(app, ["db", "current"])
-    assert "database: 0003; newest: 0003" in result.output
+    assert "database: 0004; newest: 0004" in result.output
     assert (tmp_path / "fresh" / "aims.db").exists()
 
 
