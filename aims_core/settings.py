@@ -41,6 +41,15 @@ class Settings(BaseSettings):
         description="Default Slack channel id for notifications addressed to no one person.",
     )
     intake_token: SecretStr | None = None
+    alertmanager_severity_map: dict[str, str] = Field(
+        default={"critical": "SEV1", "high": "SEV2", "warning": "SEV3", "info": "SEV4"},
+        description="POST /alertmanager: the `severity` label (lowercase) -> SEV1..SEV4; "
+        'JSON in AIMS_ALERTMANAGER_SEVERITY_MAP, e.g. {"page": "SEV1"}.',
+    )
+    alertmanager_default_category: str = Field(
+        default="model-failure",
+        description="Incident category of an alert without a `category` label.",
+    )
     evidence_key: SecretStr | None = Field(
         default=None,
         description="HMAC key of the evidence chain; default: the key file in the data dir.",
@@ -57,6 +66,11 @@ class Settings(BaseSettings):
     gate_policy_file: Path | None = Field(
         default=None,
         description="The organisation's stage-gate policy (YAML); default: the packaged one.",
+    )
+    playbooks_dir: Path | None = Field(
+        default=None,
+        description="The organisation's incident playbooks (one YAML per playbook id; a file "
+        "replaces the packaged playbook of its name); default: `playbooks` in the data dir.",
     )
 
     @property

@@ -26,7 +26,10 @@ RECONCILER = "approval-reconciler/approval-reconciler"
 def all_deployments() -> list[RunnerDeployment]:
     from flows.approval import approval
     from flows.approval_reconciler import approval_reconciler
+    from flows.capa import capa
     from flows.impact_assessment import impact_assessment
+    from flows.incident_clocks import incident_clocks
+    from flows.incident_response import incident_response
     from flows.risk_assessment import risk_assessment
     from flows.stage_gate import stage_gate
 
@@ -35,6 +38,8 @@ def all_deployments() -> list[RunnerDeployment]:
         approval.to_deployment(name="approval", tags=["aims", "approval"]),
         stage_gate.to_deployment(name="stage-gate", tags=["aims", "gate"]),
         risk_assessment.to_deployment(name="risk-assessment", tags=["aims", "risk-assessment"]),
+        capa.to_deployment(name="capa", tags=["aims", "capa"]),
+        incident_response.to_deployment(name="incident-response", tags=["aims", "incident"]),
         impact_assessment.to_deployment(
             name="impact-assessment", tags=["aims", "impact-assessment"]
         ),
@@ -44,6 +49,15 @@ def all_deployments() -> list[RunnerDeployment]:
             interval=timedelta(minutes=5),
             paused=paused,
             # A pass that overruns: the next one is dropped rather than queued behind it.
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            ),
+        ),
+        incident_clocks.to_deployment(
+            name="incident-clocks",
+            tags=["aims", "incident", "clocks"],
+            interval=timedelta(minutes=10),
+            paused=paused,
             concurrency_limit=ConcurrencyLimitConfig(
                 limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
             ),

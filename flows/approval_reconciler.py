@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from aims_core.services import reconcile
+from aims_core.services import capa, reconcile
 from aims_core.services.reconcile import ReconcileReport
 from aims_core.settings import get_settings
 from notifications.slack import DeliveryReport
@@ -44,6 +44,12 @@ def escalate_overdue(now: datetime) -> ReconcileReport:
     return reconcile.escalate_overdue(get_settings(), now=now)
 
 
+@task(name="track CAPAs", cache_policy=NO_CACHE, persist_result=False)
+def track_capas(now: datetime) -> capa.TickReport:
+    """CAPA action reminders and escalations; verifications fallen due (their runs woken)."""
+    return capa.tick(get_settings(), now)
+
+
 @task(name="deliver notifications", cache_policy=NO_CACHE, persist_result=False)
 def deliver_notifications(now: datetime) -> DeliveryReport:
     """Send what the steps above queued (and anything else due) now, not at the next pass."""
@@ -63,6 +69,8 @@ def approval_reconciler() -> ReconcileReport:
     report = resume_decided_runs(now)
     report = report.merged(remind_approvers(now))
     report = report.merged(escalate_overdue(now))
+    # Same cadence, same delivery pass: CAPA actions and verifications waiting on people.
+    logger.info("CAPA tracking: %s", track_capas(now).summary())
     report.delivery = deliver_notifications(now)
     for failure in report.failures:
         logger.warning("%s #%d: %s", failure.step, failure.request_id, failure.error)

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from aims_core.models import ApprovalRequest
 from aims_core.settings import Settings, get_settings
 from aims_core.uow import UnitOfWork
+from notifications.intake import intake_router
 from notifications.interactions import FollowUp, ResumeFn, handle_interaction
 from notifications.resume import resume_for_request
 
@@ -57,6 +58,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.follow_up = follow_up
+    app.include_router(intake_router(settings, slack_client=slack_client))
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

@@ -30,6 +30,8 @@ SERVED = [
     "stage-gate/stage-gate",
     "risk-assessment/risk-assessment",
     "impact-assessment/impact-assessment",
+    "capa/capa",
+    "incident-response/incident-response",
 ]
 
 
@@ -70,6 +72,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
             "AIMS_SLACK_API_URL": slack.base_url,
             # Tests run the reconciler themselves, when they mean to.
             "AIMS_SCHEDULES_PAUSED": "true",
+            # Incident tests write their playbooks here (hooks with observable side effects).
+            "AIMS_PLAYBOOKS_DIR": str(work / "playbooks"),
         },
         work,
     )

@@ -8,13 +8,17 @@ import typer
 from aims_core.cli import (
     approvals_cmd,
     bridge_cmd,
+    capa_cmd,
     catalog_cmd,
     config_cmd,
     db_cmd,
     demo_cmd,
+    drill_cmd,
     evidence_cmd,
     gate_cmd,
     impact_cmd,
+    incident_cmd,
+    intake_cmd,
     notifications_cmd,
     people_cmd,
     raci_cmd,
@@ -50,6 +54,13 @@ app.command("approve")(approvals_cmd.approve)
 app.command("reject")(approvals_cmd.reject)
 app.add_typer(notifications_cmd.app, name="notifications")
 app.command("bridge")(bridge_cmd.bridge)
+app.add_typer(capa_cmd.app, name="capa")
+incident_cmd.app.command("report")(intake_cmd.report)
+incident_cmd.app.command("drill")(drill_cmd.drill)
+incident_cmd.app.command("playbooks")(drill_cmd.playbooks)
+incident_cmd.app.command("resume")(drill_cmd.resume)
+app.add_typer(incident_cmd.app, name="incident")
+app.add_typer(incident_cmd.incidents_app, name="incidents")
 
 
 def main() -> None:

@@ -52,7 +52,15 @@ def bridge(
             + ("" if socket_bridge else " and no app token is set for Socket Mode either"),
             err=True,
         )
-    typer.echo(f"bridge listening on http://{host}:{port} (POST /slack/interactions, GET /healthz)")
+    if settings.intake_token is None:
+        typer.echo(
+            "note: AIMS_INTAKE_TOKEN is not set: POST /incidents and /alertmanager answer 503",
+            err=True,
+        )
+    typer.echo(
+        f"bridge listening on http://{host}:{port} (POST /slack/interactions, POST /incidents, "
+        "POST /alertmanager, GET /healthz)"
+    )
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     finally:

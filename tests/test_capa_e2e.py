@@ -1,0 +1,330 @@
+"""A CAPA end to end, on the real engine (Prefect API + served runner + fake Slack).
+
+Must show: a CAPA whose effectiveness check fails returns to root cause (the run waits for a new
+root cause, attempt 2), and a passing one closes after approval. The first attempt is given
+from the CLI (each command wakes the run), the second through the run's Prefect UI forms (the
+resume API, as the UI's Resume button). Then the tracker's tick wakes a run sleeping until its
+verification date. `--verify-after-days 0` (and a due date moved for the tick): nothing waits
+for real time. Uses fraud-detection (other flow tests use other systems).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from prefect_fixtures import wait_for_state
+from sqlalchemy import select, update
+from typer.testing import CliRunner
+
+from aims_core.db import get_engine
+from aims_core.models import ApprovalRequest, AuditEvent, Capa, CapaStatus, Evidence
+from aims_core.services import capa as capas
+from aims_core.uow import UnitOfWork
+
+SYSTEM = "fraud-detection"
+D = "@northwind.example"
+OWNER, GOV, AUDITOR, DS = (f"{n}{D}" for n in ("ops.owner", "governance", "auditor", "ds.lead"))
+DUE = str(date.today() + timedelta(days=7))
+
+
+def cli(engine, *args: str):  # type: ignore[no-untyped-def]
+    from aims_core.cli import app
+
+    env = {  # the operator's shell has the engine's configuration, Slack included
+        "AIMS_DATA_DIR": str(engine.settings.data_dir),
+        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
+        "AIMS_SLACK_BOT_TOKEN": engine.slack.token,
+        "AIMS_SLACK_API_URL": engine.slack.base_url,
+    }
+    result = CliRunner().invoke(app, list(args), env=env)
+    return result
+
+
+def ok(engine, *args: str, wakes: bool = True) -> str:  # type: ignore[no-untyped-def]
+    result = cli(engine, *args)
+    assert result.exit_code == 0, result.output
+    if wakes:
+        assert re.search(r"flow run \S+: resumed", result.output), result.output
+    return result.output
+
+
+def wait_for_pause(flow_run_id: str, key: str, timeout: float = 90):  # type: ignore[no-untyped-def]
+    """Poll until the run is suspended under `key` (each wait has its own)."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            state = run.state
+            if state and state.is_paused() and state.state_details.pause_key == key:
+                return run
+            if state and state.is_final():
+                raise AssertionError(f"run ended {state.name}: {state.message}")
+            if time.monotonic() > deadline:
+                seen = state.state_details.pause_key if state else None
+                raise AssertionError(f"run {state.name if state else None} ({seen}), not {key}")
+            time.sleep(0.5)
+
+
+def resume_with(flow_run_id: str, **run_input: Any) -> None:
+    """What the UI's Resume button sends; retried while the input schema is not saved yet."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:
+            response = client.resume_flow_run(flow_run_id, run_input=run_input)
+            if response.status.value == "ACCEPT":
+                return
+            assert time.monotonic() < deadline, response.details
+            time.sleep(0.5)
+
+
+def open_capa(engine, title: str, *extra: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    out = ok(
+        engine,
+        "capa",
+        "open",
+        "--title",
+        title,
+        "--owner",
+        OWNER,
+        "--system",
+        SYSTEM,
+        *extra,
+        wakes=False,
+    )
+    capa_id = int(re.search(r"opened CAPA (\d+):", out).group(1))  # type: ignore[union-attr]
+    run_id = re.search(r"started run capa \d+: .+ \(([0-9a-f-]{36})\)", out).group(1)  # type: ignore[union-attr]
+    return capa_id, run_id
+
+
+def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_after_approval(
+    engine,  # type: ignore[no-untyped-def]
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.input.run_input import keyset_from_paused_state
+
+    settings = engine.settings
+    title = "Card-testing bursts not flagged"
+    t0 = time.monotonic()
+    capa_id, run_id = open_capa(engine, title, "--verify-after-days", "0")
+    key = f"capa-{capa_id}"
+
+    # Containment through the form (the UI's Resume with input).
+    run = wait_for_pause(run_id, f"{key}-a1-containment-r1")
+    t_suspended = time.monotonic()
+    with get_client(sync_client=True) as client:
+        keyset = keyset_from_paused_state(run.state)
+        description = client.read_flow_run_input(run.id, keyset["description"])
+    assert f"### CAPA {capa_id}: {title} — containment (attempt 1)" in description
+    assert f"aims capa containment {capa_id} --text" in description
+    resume_with(run_id, containment="Rule-based fallback switched on for card payments")
+
+    # Attempt 1 from the CLI: each command completes a step and wakes the run.
+    wait_for_pause(run_id, f"{key}-a1-root-cause-r1")
+    ok(
+        engine,
+        "capa",
+        "rca",
+        str(capa_id),
+        "--why",
+        "Bursts were rare in training data",
+        "--why",
+        "Sampling dropped them",
+        "--root-cause",
+        "Training sample drops bursts",
+    )
+    wait_for_pause(run_id, f"{key}-a1-action-plan-r1")
+    ok(
+        engine,
+        "capa",
+        "action",
+        str(capa_id),
+        "--title",
+        "Keep bursts in the sample",
+        "--owner",
+        DS,
+        "--due",
+        DUE,
+    )
+    wait_for_pause(run_id, f"{key}-a1-tracking-r1")
+    [first] = capas.get_capa(UnitOfWork(settings), capa_id).current_actions
+    ok(engine, "capa", "done", str(first.id), "--evidence", "PR 42 merged")
+    wait_for_pause(run_id, f"{key}-a1-v1-verify-r1")
+
+    # The effectiveness check fails: back to root cause, attempt 2, the run waits for it.
+    out = ok(
+        engine,
+        "capa",
+        "verify",
+        str(capa_id),
+        "--ineffective",
+        "--evidence",
+        "Two bursts missed last week",
+        "--as",
+        AUDITOR,
+    )
+    assert "NOT effective: back to root cause; now root-cause" in out
+    run = wait_for_pause(run_id, f"{key}-a2-root-cause-r1")
+    t_failed = time.monotonic()
+    c = capas.get_capa(UnitOfWork(settings), capa_id)
+    assert (c.status, c.attempt, c.current_actions, c.root_cause) == (
+        CapaStatus.root_cause,
+        2,
+        [],
+        None,
+    )
+    with get_client(sync_client=True) as client:
+        keyset = keyset_from_paused_state(run.state)
+        description = client.read_flow_run_input(run.id, keyset["description"])
+    assert "root cause (attempt 2)" in description
+    assert "verification 1 (attempt 1): not effective, Two bursts missed last week" in description
+
+    # Attempt 2 through the forms.
+    resume_with(
+        run_id,
+        method="fishbone",
+        data="Bursts never labelled",
+        process="No review",
+        root_cause="Bursts are not labelled as fraud",
+    )
+    wait_for_pause(run_id, f"{key}-a2-action-plan-r1")
+    resume_with(run_id, title="Label bursts", owner=DS, due=DUE)
+    wait_for_pause(run_id, f"{key}-a2-tracking-r1")
+    [second] = capas.get_capa(UnitOfWork(settings), capa_id).current_actions
+    resume_with(run_id, action_id=second.id, evidence="Labelling job live")
+    wait_for_pause(run_id, f"{key}-a2-v2-verify-r1")
+    resume_with(run_id, result="effective", evidence="No burst missed since", verifier=AUDITOR)
+
+    # Closure approval: the owner may not approve it, the governance lead does.
+    with get_engine(settings.effective_database_url).connect() as conn:
+        deadline = time.monotonic() + 60
+        while (
+            req := conn.execute(
+                select(ApprovalRequest).where(
+                    ApprovalRequest.idempotency_key == capas.closure_key(capa_id, 2)
+                )
+            ).one_or_none()
+        ) is None:
+            assert time.monotonic() < deadline, "no closure request"
+            time.sleep(0.5)
+            conn.rollback()
+    wait_for_pause(run_id, f"approval-{req.id}-round-1")
+    assert capas.get_capa(UnitOfWork(settings), capa_id).status is CapaStatus.awaiting_closure
+    t_approval = time.monotonic()
+    refused = cli(engine, "approve", str(req.id), "--as", OWNER)
+    assert refused.exit_code == 2
+    assert "cannot decide it" in refused.output
+    ok(engine, "approve", str(req.id), "--as", GOV)
+
+    done = wait_for_state(run_id, {"Completed"})
+    t_done = time.monotonic()
+    result = done.state.result()
+    assert (result.status, result.attempts, result.approvals) == ("closed", 2, [GOV])
+    c = capas.get_capa(UnitOfWork(settings), capa_id)
+    assert (c.status, c.closure_request_id) == (CapaStatus.closed, req.id)
+    assert [(v.attempt, v.effective, v.verifier) for v in c.verifications] == [
+        (1, False, AUDITOR),
+        (2, True, AUDITOR),
+    ]
+    assert [r.method for r in c.root_causes] == ["5-whys", "fishbone"]
+
+    # Evidence for each step, and the UI's inputs recorded once each, whatever the re-runs.
+    with get_engine(settings.effective_database_url).connect() as conn:
+        kinds = list(
+            conn.scalars(
+                select(Evidence.kind)
+                .where(Evidence.subject == f"capa:{capa_id}")
+                .order_by(Evidence.id)
+            )
+        )
+        ui = list(
+            conn.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.subject == f"capa:{capa_id}", AuditEvent.channel == "ui")
+                .where(AuditEvent.action.startswith("capa."))
+                .order_by(AuditEvent.id)
+            )
+        )
+    assert kinds.count("root-cause-analysis") == 2
+    assert kinds.count("capa-record") == 7  # opened, containment, 2 actions, 2 checks, closed
+    assert ui == [
+        "capa.contained",
+        "capa.root-cause",
+        "capa.action-added",
+        "capa.action-done",
+        "capa.verification-scheduled",
+        "capa.verified-effective",
+    ]
+
+    # Name, tags and the checklist/timeline artifact, read back through the Prefect API.
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"capa-{capa_id}"]))
+        )
+    assert run.name == f"capa {capa_id}: {title}"
+    assert {"capa", SYSTEM, "manual"} <= set(run.tags)
+    latest = max(artifacts, key=lambda a: a.created)  # type: ignore[arg-type, return-value]
+    assert latest.flow_run_id == run.id
+    assert f"## CAPA {capa_id}: {title} — CLOSED" in latest.data  # type: ignore[operator]
+    assert "| verified-ineffective |" in latest.data  # type: ignore[operator]
+    print(
+        f"\ncapa e2e: open→suspended {t_suspended - t0:.1f} s, attempt 1 (form + 4 CLI wakes) "
+        f"{t_failed - t_suspended:.1f} s, attempt 2 (5 forms)→approval wait "
+        f"{t_approval - t_failed:.1f} s, approve→completed {t_done - t_approval:.1f} s, "
+        f"total {t_done - t0:.1f} s"
+    )
+
+
+def test_the_tick_wakes_a_run_sleeping_until_its_verification_is_due(engine) -> None:  # type: ignore[no-untyped-def]
+    settings = engine.settings
+    capa_id, run_id = open_capa(
+        engine,
+        "Drift alert acknowledged late",
+        "--verify-after-days",
+        "3",
+        "--containment",
+        "Alert routing fixed by hand",
+    )
+    key = f"capa-{capa_id}"
+    wait_for_pause(run_id, f"{key}-a1-root-cause-r1")
+    ok(engine, "capa", "rca", str(capa_id), "--root-cause", "Pager rota gap")
+    wait_for_pause(run_id, f"{key}-a1-action-plan-r1")
+    ok(
+        engine,
+        "capa",
+        "action",
+        str(capa_id),
+        "--title",
+        "Fix rota",
+        "--owner",
+        OWNER,
+        "--due",
+        DUE,
+    )
+    wait_for_pause(run_id, f"{key}-a1-tracking-r1")
+    [action] = capas.get_capa(UnitOfWork(settings), capa_id).current_actions
+    ok(engine, "capa", "done", str(action.id))
+    wait_for_pause(run_id, f"{key}-a1-v1-until-due-r1")  # asleep, no form, for three days
+
+    early = capas.wake_due_verifications(settings)
+    assert capa_id not in early.woken_ids + early.announced_ids
+    # Three days pass (the run reads the real clock, so the due date is moved instead).
+    with get_engine(settings.effective_database_url).begin() as conn:
+        conn.execute(
+            update(Capa)
+            .where(Capa.id == capa_id)
+            .values(verification_due_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    report = capas.wake_due_verifications(settings)
+    assert capa_id in report.announced_ids and capa_id in report.woken_ids, report
+    wait_for_pause(run_id, f"{key}-a1-v1-verify-r1")  # awake, now asking the verifier
+    again = capas.wake_due_verifications(settings)
+    assert capa_id not in again.woken_ids + again.announced_ids

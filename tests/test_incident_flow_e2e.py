@@ -1,0 +1,413 @@
+"""Incident response end to end on the engine (Prefect API + served runner + fake Slack).
+
+A bias incident on credit-scoring (high risk), recorded through `incidents.report` as intake
+does (the HTTP path is tested with the intake), runs its playbook as an `incident-response`
+deployment run: the rollback step is approved, then its shell hook fires, observably once,
+although the run suspends and re-runs from the top four more times; the likely serious incident
+is confirmed in the run's form; the root cause comes from `aims incident rca`; stakeholders are
+told (the regulator's filers, since it is serious); a CAPA is opened and its run started as a
+deployment run, not a subflow; lessons learned come from the form and reopen the risk
+assessment; closure is rejected once (the run waits for an amendment, then asks again) and an
+eligible approver closes it. Evidence for each step, the timeline as an artifact.
+A drill of the same playbook rehearses the hook and never fires it.
+
+The session's playbook dir (AIMS_PLAYBOOKS_DIR of the runner) gets a test `bias.yaml` whose
+containment hook appends `<incident> <step> <system>` to a log beside it: other tests' bias
+incidents use it too, each finds its own lines by incident id.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from prefect_fixtures import wait_for_state
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from aims_core.cli import drill_cmd
+from aims_core.cli._base import AimsGroup
+from aims_core.db import get_engine
+from aims_core.models import ApprovalRequest, Capa, HookRun, Notification
+from aims_core.playbooks import response_run
+from aims_core.services import evidence, incidents
+from aims_core.services.incidents import IncidentIn
+from aims_core.uow import Actor, UnitOfWork
+
+SYSTEM = "credit-scoring"
+SECURITY = "security@northwind.example"  # incident-responder, Responsible for incident response
+GOVERNANCE = "governance@northwind.example"  # Accountable for incident response
+COMPLIANCE = "compliance@northwind.example"  # compliance-officer, Consulted
+CEO = "ceo@northwind.example"  # only Informed: may not close an incident
+ACTOR = Actor(who="e2e-intake", channel="api")
+
+APPEND = 'import sys; open(sys.argv[1], "a").write(" ".join(sys.argv[2:]) + "\\n")'
+TEST_PLAYBOOK = """\
+title: Bias (test playbook)
+steps:
+  - id: confirm-disparity
+    phase: triage
+    title: Confirm the disparity
+    instructions: Recompute the fairness metrics per group.
+  - id: rollback-model
+    phase: containment
+    action: rollback-model
+    title: Roll back to the last approved model version
+    approval:
+      roles: [incident-responder, governance-lead]
+      when: {{systems: [credit-scoring], severities: [SEV2]}}
+    hook:
+      kind: shell
+      command: [{python}, -c, '{script}', {log}, "{{incident_id}}", "{{step}}", "{{system}}"]
+      timeout_s: 30
+evidence:
+  - {{kind: fairness-report, title: Fairness metrics per group}}
+notify:
+  - {{audience: on-call, roles: [incident-responder], system_owner: true}}
+  - {{audience: internal-escalation, roles: [governance-lead]}}
+  - {{audience: regulator, roles: [compliance-officer, legal], message: File the Art. 73 report.}}
+closure: {{roles: [governance-lead, compliance-officer]}}
+"""
+
+
+def install_test_playbook(engine) -> Path:  # type: ignore[no-untyped-def]
+    """Write the session's test `bias.yaml` (same content every time); returns the hook log."""
+    books = Path(engine.runner.env_extra["AIMS_PLAYBOOKS_DIR"])
+    books.mkdir(parents=True, exist_ok=True)
+    log = books.parent / "hooks.log"
+    text = TEST_PLAYBOOK.format(python=sys.executable, script=APPEND.replace("'", "''"), log=log)
+    (books / "bias.yaml").write_text(text)
+    return log
+
+
+def fired(log: Path, incident_id: int) -> list[str]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [line for line in lines if line.split(" ", 1)[0] == str(incident_id)]
+
+
+def cli(engine, *args: str):  # type: ignore[no-untyped-def]
+    from aims_core.cli import app
+
+    return CliRunner().invoke(app, list(args), env=_env(engine))
+
+
+def my_cli(engine, *args: str):  # type: ignore[no-untyped-def]
+    """`aims incident drill|resume` until the CLI root registers them."""
+    app = typer.Typer(cls=AimsGroup)
+    app.command("drill")(drill_cmd.drill)
+    app.command("resume")(drill_cmd.resume)
+    return CliRunner().invoke(app, list(args), env=_env(engine))
+
+
+def _env(engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {  # the operator's shell has the engine's configuration
+        "AIMS_DATA_DIR": str(engine.settings.data_dir),
+        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
+        "AIMS_SLACK_BOT_TOKEN": engine.slack.token,
+        "AIMS_SLACK_API_URL": engine.slack.base_url,
+        "AIMS_PLAYBOOKS_DIR": engine.runner.env_extra["AIMS_PLAYBOOKS_DIR"],
+    }
+
+
+def wait_for_pause(flow_run_id: str, key: str, timeout: float = 90):  # type: ignore[no-untyped-def]
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(flow_run_id).state
+            if state and state.is_paused() and state.state_details.pause_key == key:
+                return
+            if state and state.is_final():
+                raise AssertionError(f"run ended {state.name}: {state.message}")
+            if time.monotonic() > deadline:
+                seen = state.state_details.pause_key if state else None
+                raise AssertionError(f"run {state.name if state else None} ({seen}), not {key}")
+            time.sleep(0.5)
+
+
+def resume_with(flow_run_id: str, **run_input: Any) -> None:
+    """What the UI's Resume button sends; retried while the input schema is not saved yet."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:
+            response = client.resume_flow_run(flow_run_id, run_input=run_input)
+            if response.status.value == "ACCEPT":
+                return
+            assert time.monotonic() < deadline, response.details
+            time.sleep(0.5)
+
+
+def row(engine, stmt, timeout: float = 60) -> Any:  # type: ignore[no-untyped-def]
+    """The one row `stmt` selects, once it exists."""
+    deadline = time.monotonic() + timeout
+    with get_engine(engine.settings.effective_database_url).connect() as conn:
+        while (found := conn.execute(stmt).one_or_none()) is None:
+            assert time.monotonic() < deadline, f"nothing for {stmt}"
+            time.sleep(0.5)
+            conn.rollback()
+        return found
+
+
+def read_run(run_id: str):  # type: ignore[no-untyped-def]
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        return run, client.read_deployment(run.deployment_id)
+
+
+def task_states(run_id: str) -> dict[str, list[str]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
+    out: dict[str, list[str]] = {}
+    for t in runs:
+        out.setdefault(t.name.rsplit("-", 1)[0], []).append(t.state.name if t.state else "")
+    return out
+
+
+def start(incident) -> str:  # type: ignore[no-untyped-def]
+    from aims_core.cli.engine import start_run
+
+    spec = response_run(
+        incident.id,
+        system=incident.system,
+        tier=incident.system_tier,
+        severity=incident.severity,
+        category=incident.category,
+        playbook=incident.playbook,
+    )
+    run_id, _, _ = start_run(spec.deployment, spec.parameters, name=spec.name, tags=spec.tags)
+    return run_id
+
+
+def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    settings = engine.settings
+    log = install_test_playbook(engine)
+    t0 = time.monotonic()
+    incident = incidents.report(
+        UnitOfWork(settings),
+        IncidentIn(
+            system=SYSTEM,
+            title="Approval-rate gap for applicants over 60",
+            summary="Disparate impact ratio 0.62 for applicants over 60 since release 4.2.",
+            severity="SEV2",
+            category="bias",
+            source="api",
+        ),
+        ACTOR,
+    ).incident
+    assert incident.serious_suggested == ["fundamental-rights"]  # bias, SEV2, high risk
+    run_id = start(incident)
+    i = incident.id
+
+    # 1. The rollback of a high-risk system waits for approval before its hook fires.
+    req = row(
+        engine,
+        select(ApprovalRequest).where(
+            ApprovalRequest.idempotency_key == f"incident-{i}-step-rollback-model"
+        ),
+    )
+    wait_for_pause(run_id, f"approval-{req.id}-round-1")
+    t_approval = time.monotonic()
+    assert fired(log, i) == []
+    approved = cli(engine, "approve", str(req.id), "--as", SECURITY)
+    assert approved.exit_code == 0, approved.output
+
+    # 2. Hook fired once; the run asks whether this is a serious incident (its form, as the UI).
+    wait_for_pause(run_id, f"incident-{i}-serious-round-1")
+    assert fired(log, i) == [f"{i} rollback-model {SYSTEM}"]
+    resume_with(run_id, kind="fundamental-rights")
+
+    # 3. Root cause from the CLI: recording it wakes the waiting run.
+    wait_for_pause(run_id, f"incident-{i}-rca-round-1")
+    t_rca = time.monotonic()
+    rca = cli(
+        engine,
+        "incident",
+        "rca",
+        str(i),
+        "--why",
+        "Approval rates for applicants over 60 fell after release 4.2",
+        "--why",
+        "Release 4.2 was retrained on data without thin-file older applicants",
+        "--fishbone-data",
+        "Sampling excluded thin-file applicants",
+        "--root-cause",
+        "Retraining data was not checked for age coverage",
+    )
+    assert rca.exit_code == 0, rca.output
+    assert f"flow run {run_id}: resumed" in rca.output, rca.output
+
+    # 4. Lessons through the form; the CAPA and its run exist by then.
+    wait_for_pause(run_id, f"incident-{i}-lessons-round-1")
+    capa = row(engine, select(Capa).where(Capa.incident_id == i))
+    assert (capa.idempotency_key, capa.source) == (f"incident-{i}", "incident")
+    capa_hook = row(
+        engine, select(HookRun).where(HookRun.idempotency_key == f"incident-{i}-capa-run")
+    )
+    assert capa_hook.status == "succeeded", capa_hook.output
+    capa_run_id = capa_hook.output.split()[2]
+    capa_run, capa_deployment = read_run(capa_run_id)
+    assert capa_deployment.name == "capa" and capa_run.parameters == {"capa_id": capa.id}
+    assert capa_run.parent_task_run_id is None  # a deployment run of its own, not a subflow
+    resume_with(run_id, lessons="Check age coverage of retraining data before each release.")
+
+    # 5. The risk assessment is reopened; closure waits for an eligible approver.
+    risk_hook = row(
+        engine,
+        select(HookRun).where(
+            HookRun.idempotency_key == f"incident-{i}-risk-reassessment",
+            HookRun.finished_at.is_not(None),
+        ),
+    )
+    assert risk_hook.status == "succeeded", risk_hook.output
+    risk_run, risk_deployment = read_run(risk_hook.output.split()[2])
+    assert risk_deployment.name == "risk-assessment" and risk_run.parent_task_run_id is None
+    assert risk_run.parameters["system"] == SYSTEM and "incident" in risk_run.tags
+    closure = row(
+        engine,
+        select(ApprovalRequest).where(ApprovalRequest.idempotency_key == f"incident-{i}-closure-1"),
+    )
+    assert closure.subject == f"incident:{i}"
+    wait_for_pause(run_id, f"approval-{closure.id}-round-1")
+    refused = cli(engine, "approve", str(closure.id), "--as", CEO)
+    assert refused.exit_code == 2 and "not an eligible approver" in refused.output
+    rejected = cli(
+        engine, "reject", str(closure.id), "--as", COMPLIANCE, "--comment", "Attach the metrics"
+    )
+    assert rejected.exit_code == 0, rejected.output
+
+    # 6. Rejected: the run waits for the amendment, then asks again under a new request.
+    wait_for_pause(run_id, f"incident-{i}-closure-1-amend")
+    woken = my_cli(engine, "resume", str(i))
+    assert f"flow run {run_id}: resumed" in woken.output, woken.output
+    again = row(
+        engine,
+        select(ApprovalRequest).where(ApprovalRequest.idempotency_key == f"incident-{i}-closure-2"),
+    )
+    wait_for_pause(run_id, f"approval-{again.id}-round-1")
+    t_closure = time.monotonic()
+    closed = cli(engine, "approve", str(again.id), "--as", GOVERNANCE)
+    assert closed.exit_code == 0, closed.output
+
+    done = wait_for_state(run_id, {"Closed"})
+    t_done = time.monotonic()
+    result = done.state.result()
+    assert (result.capa_id, result.closure_request_id) == (capa.id, again.id)
+
+    # The hook fired exactly once, although the run re-ran from the top after every wait.
+    assert fired(log, i) == [f"{i} rollback-model {SYSTEM}"]
+    out = incidents.get_incident(UnitOfWork(settings), i)
+    assert out.status.value == "closed" and out.serious_kind == "fundamental-rights"
+    kinds = [e.kind for e in out.timeline]
+    for kind in ("classified", "notified", "triage", "approval", "containment"):
+        assert kind in kinds, kinds
+    for kind in ("serious-confirmed", "root-cause", "stakeholders", "capa", "lessons", "closure"):
+        assert kind in kinds, kinds
+    assert kinds.index("containment") < kinds.index("root-cause") < kinds.index("closure")
+    closing = [e.text for e in out.timeline if e.kind == "closure"]
+    assert closing[0] == f"closure not approved (rejected) by {COMPLIANCE}: Attach the metrics"
+    assert closing[-1] == f"closure approved by {GOVERNANCE}"
+    # The run re-ran from the top after each of its six waits: the hook's step came back cached.
+    states = task_states(run_id)
+    assert states["run step"].count("Completed") == 2, states  # triage and rollback, once each
+    assert "Cached" in states["run step"], states
+
+    # Evidence for each step, on the incident.
+    records = evidence.list_evidence(settings, subject=f"incident:{i}")
+    by_key = {e.idempotency_key.removeprefix(f"incident-{i}-"): e.kind for e in records}
+    assert by_key == {
+        "report": "incident-report",
+        "on-call": "incident-report",
+        "step-rollback-model-decision": "decision",
+        "step-confirm-disparity": "incident-report",
+        "step-rollback-model": "incident-report",
+        "serious-decision": "decision",
+        "root-cause-analysis": "root-cause-analysis",
+        "stakeholders": "incident-report",
+        "lessons": "incident-report",
+        "closure-1": "decision",
+        "closure-2": "decision",
+        "closed": "incident-report",
+    }
+
+    # Confirmed serious: the regulator's filers were told; the on-call heard of the playbook.
+    with get_engine(settings.effective_database_url).connect() as conn:
+        told = conn.execute(
+            select(Notification.kind, Notification.idempotency_key).where(
+                Notification.subject == f"incident:{i}"
+            )
+        ).all()
+    assert any(kind == "incident-regulator" for kind, _ in told), told
+    assert any(kind == "incident-playbook" for kind, _ in told), told
+
+    # The run in the UI: name, tags, and the timeline artifact (its latest version).
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        [artifact] = client.read_latest_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"incident-{i}-timeline"]))
+        )
+    assert run.name == f"incident {i} SEV2 bias: {SYSTEM}"
+    assert {"incident", SYSTEM, "high", "SEV2", "bias-fairness"} <= set(run.tags)
+    assert artifact.data.startswith(f"# Incident {i}: Approval-rate gap")
+    assert "**Status**: closed" in artifact.data
+    assert "rollback-model: shell hook" in artifact.data and "succeeded" in artifact.data
+    print(
+        f"\nincident e2e: report→approval wait {t_approval - t0:.1f} s, approval→rca wait "
+        f"{t_rca - t_approval:.1f} s, rca→closure wait {t_closure - t_rca:.1f} s, "
+        f"closure→closed {t_done - t_closure:.1f} s, total {t_done - t0:.1f} s"
+    )
+
+
+def test_a_drill_rehearses_the_playbook_and_fires_nothing(engine) -> None:
+    settings = engine.settings
+    log = install_test_playbook(engine)
+    t0 = time.monotonic()
+    started = my_cli(engine, "drill", "--playbook", "bias", "--system", SYSTEM, "--unattended")
+    assert started.exit_code == 0, started.output
+    run_id = started.output.split("started run ", 1)[1].split("(", 1)[1].split(")", 1)[0]
+    i = int(started.output.split("drill incident ", 1)[1].split(":", 1)[0])
+
+    done = wait_for_state(run_id, {"Drill closed"})
+    result = done.state.result()
+    assert result.drill and result.capa_id is None and result.closure_request_id is None
+    out = incidents.get_incident(UnitOfWork(settings), i)
+    assert out.is_drill and out.source == "drill" and out.status.value == "closed"
+    assert fired(log, i) == []
+    with get_engine(settings.effective_database_url).connect() as conn:
+        hooks_run = conn.execute(
+            select(HookRun.step, HookRun.status, HookRun.dry_run).where(HookRun.incident_id == i)
+        ).all()
+        capas = conn.execute(select(Capa.id).where(Capa.incident_id == i)).all()
+        sent = conn.execute(
+            select(Notification.kind, Notification.target).where(
+                Notification.subject == f"incident:{i}"
+            )
+        ).all()
+    assert sorted(hooks_run) == [
+        ("risk-reassessment", "rehearsed", True),
+        ("rollback-model", "rehearsed", True),
+    ]
+    assert capas == []
+    assert not any(kind == "incident-regulator" for kind, _ in sent)
+    assert all(target == "log" for _, target in sent), sent  # unattended: nobody disturbed
+    texts = [e.text for e in out.timeline]
+    assert any("rehearsed (drill: not fired)" in t for t in texts), texts
+    assert any(t.startswith("rehearsed: a real incident opens a CAPA") for t in texts), texts
+    run, _ = read_run(run_id)
+    assert run.name == f"drill {i} SEV3 bias: {SYSTEM}" and "drill" in run.tags
+    print(f"\ndrill e2e (unattended): {time.monotonic() - t0:.1f} s")
