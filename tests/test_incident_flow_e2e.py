@@ -34,7 +34,6 @@ from aims_core.db import get_engine
 from aims_core.models import ApprovalRequest, Capa, HookRun, Notification
 from aims_core.playbooks import response_run
 from aims_core.services import evidence, incidents
-from aims_core.services.incidents import IncidentIn
 from aims_core.uow import Actor, UnitOfWork
 
 SYSTEM = "credit-scoring"
@@ -198,20 +197,35 @@ def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> Non
     settings = engine.settings
     log = install_test_playbook(engine)
     t0 = time.monotonic()
-    incident = incidents.report(
-        UnitOfWork(settings),
-        IncidentIn(
-            system=SYSTEM,
-            title="Approval-rate gap for applicants over 60",
-            summary="Disparate impact ratio 0.62 for applicants over 60 since release 4.2.",
-            severity="SEV2",
-            category="bias",
-            source="api",
-        ),
-        ACTOR,
-    ).incident
+    # 0. The alert arrives from Alertmanager (a real v4 payload): intake records the incident,
+    #    sends the first Slack message inside the request, and starts the playbook run.
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+    from test_intake import alert, webhook
+
+    from notifications.app import create_app
+
+    token = "e2e-intake-token-" + "x" * 24
+    intake_settings = settings.model_copy(update={"intake_token": SecretStr(token)})
+    posts_before = len(engine.slack.calls("chat.postMessage"))
+    payload = webhook(alert("e2e0bias0credit01", system=SYSTEM, severity="high", category="bias"))
+    with TestClient(create_app(intake_settings)) as client:
+        answer = client.post(
+            "/alertmanager", json=payload, headers={"Authorization": f"Bearer {token}"}
+        )
+    assert answer.status_code == 201, answer.text
+    item = answer.json()["incidents"][0]
+    assert item["created"] is True and item["notification"]["state"] == "delivered"
+    assert len(engine.slack.calls("chat.postMessage")) > posts_before  # before the 201 came back
+    incident = incidents.get_incident(UnitOfWork(settings), item["incident_id"])
+    assert (incident.severity, incident.category, incident.source) == (
+        "SEV2",
+        "bias-fairness",
+        "alertmanager",
+    )
     assert incident.serious_suggested == ["fundamental-rights"]  # bias, SEV2, high risk
-    run_id = start(incident)
+    run_id = item["run"]["id"]
+    assert incident.flow_run_id == run_id
     i = incident.id
 
     # 1. The rollback of a high-risk system waits for approval before its hook fires.
@@ -363,7 +377,7 @@ def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> Non
         )
     assert run.name == f"incident {i} SEV2 bias: {SYSTEM}"
     assert {"incident", SYSTEM, "high", "SEV2", "bias-fairness"} <= set(run.tags)
-    assert artifact.data.startswith(f"# Incident {i}: Approval-rate gap")
+    assert artifact.data.startswith(f"# Incident {i}: {incident.title}")
     assert "**Status**: closed" in artifact.data
     assert "rollback-model: shell hook" in artifact.data and "succeeded" in artifact.data
     print(
