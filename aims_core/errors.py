@@ -48,3 +48,13 @@ def from_validation_error(exc: ValidationError) -> InvalidInput:
     msg = err.get("msg", "invalid value")
     msg = msg.removeprefix("Value error, ")
     return InvalidInput(msg, field=field)
+
+
+def problems_of(exc: ValidationError, top: str = "file") -> list[str]:
+    """Every problem of a pydantic error as `field: problem` (for files that list them all)."""
+    out = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or top
+        msg = "missing" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
+        out.append(f"{field}: {msg}")
+    return out

@@ -15,7 +15,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,6 +24,7 @@ from aims_core import catalog
 from aims_core.errors import AimsError
 from aims_core.models import ControlKind, LifecycleStage, RiskTier
 from aims_core.settings import Settings
+from aims_core.yaml_places import Place, problem_at
 
 __all__ = [
     "GATES",
@@ -45,8 +46,6 @@ STAGES: Final[tuple[LifecycleStage, ...]] = tuple(LifecycleStage)
 #: Every gate, named by the stage it enters; systems start at concept, so no gate enters it.
 GATES: Final[tuple[LifecycleStage, ...]] = STAGES[1:]
 PACKAGED: Final = "packaged gate_policy.yaml"
-
-Place = tuple[str | int, ...]
 
 
 class GatePolicyError(AimsError):
@@ -185,7 +184,7 @@ def parse_policy(text: str, source: str) -> GatePolicy:
         doc = _PolicyFile.model_validate(raw)
     except ValidationError as exc:
         raise GatePolicyError(source, _structure_problems(exc, root)) from None
-    problems = [_at(root, place, msg) for place, msg in _check(doc)]
+    problems = [problem_at(root, place, msg) for place, msg in _check(doc)]
     if problems:
         raise GatePolicyError(source, problems)
     return GatePolicy.model_validate({"source": source, **doc.model_dump(exclude_defaults=False)})
@@ -303,35 +302,5 @@ def _structure_problems(exc: ValidationError, root: yaml.Node | None) -> list[st
             place = place[:-1]
         else:
             msg = err["msg"]
-        out.append(_at(root, place, msg))
+        out.append(problem_at(root, place, msg))
     return out
-
-
-def _at(root: yaml.Node | None, place: Place, msg: str) -> str:
-    """`line 12: gates.development.high.quorum: quorum -1: must be at least 1`."""
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in place).lstrip(".")
-    line = _line(root, place)
-    where = f"line {line}: " if line is not None else ""
-    return f"{where}{path or '(top)'}: {msg}"
-
-
-def _line(root: yaml.Node | None, place: Place) -> int | None:
-    """The line of the deepest node of `place` that the YAML has (1-based)."""
-    if root is None:
-        return None
-    node: Any = root
-    line = root.start_mark.line + 1
-    for part in place:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                break
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line

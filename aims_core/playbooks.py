@@ -44,6 +44,7 @@ from aims_core import catalog
 from aims_core.errors import AimsError, NotFound
 from aims_core.models import LifecycleStage, RiskTier
 from aims_core.settings import Settings
+from aims_core.yaml_places import Place, line_of, path_of, problem_at
 
 __all__ = [
     "DEPLOYMENT",
@@ -104,7 +105,6 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HEADER = re.compile(r"^[A-Za-z0-9-]+$")
 _DEPLOYMENT = re.compile(r"^[^/\s]+/[^/\s]+$")
 
-Place = tuple[str | int, ...]
 Problems = list[tuple[Place, str]]
 #: The classification's severity ids, or None: any `SEVn`.
 Severities = Collection[str] | None
@@ -620,7 +620,7 @@ def parse_playbook(
         doc = _PlaybookFile.model_validate(raw)
     except ValidationError as exc:
         raise PlaybookError(source, _structure_problems(exc, root)) from None
-    problems = [_at(root, place, msg) for place, msg in _check(doc, severities)]
+    problems = [problem_at(root, place, msg) for place, msg in _check(doc, severities)]
     if problems:
         raise PlaybookError(source, problems)
     return Playbook(id=playbook_id, source=source, **doc.model_dump())
@@ -637,10 +637,9 @@ def _structure_problems(exc: ValidationError, root: yaml.Node | None) -> list[st
             if isinstance(p, str | int) and not (i > 0 and loc[i - 1] == "hook" and p in _KINDS)
         )
         if err["type"] == "extra_forbidden":  # the line of the field, the path of its parent
-            path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in place[:-1])
-            line = _line(root, place)
+            line = line_of(root, place)
             where = f"line {line}: " if line is not None else ""
-            out.append(f"{where}{path.lstrip('.') or '(top)'}: unknown field '{place[-1]}'")
+            out.append(f"{where}{path_of(place[:-1]) or '(top)'}: unknown field '{place[-1]}'")
             continue
         elif err["type"] == "missing":
             msg = f"missing field '{place[-1]}'"
@@ -649,41 +648,11 @@ def _structure_problems(exc: ValidationError, root: yaml.Node | None) -> list[st
             msg = f"unknown hook kind (one of: {', '.join(_KINDS)})"
         else:
             msg = err["msg"].removeprefix("Value error, ")
-        out.append(_at(root, place, msg))
+        out.append(problem_at(root, place, msg))
     return list(dict.fromkeys(out))
 
 
 _KINDS: Final = ("shell", "http", "deployment")
-
-
-def _at(root: yaml.Node | None, place: Place, msg: str) -> str:
-    """`line 12: steps[1].hook.url: ...`."""
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in place).lstrip(".")
-    line = _line(root, place)
-    where = f"line {line}: " if line is not None else ""
-    return f"{where}{path or '(top)'}: {msg}"
-
-
-def _line(root: yaml.Node | None, place: Place) -> int | None:
-    """The line of the deepest node of `place` that the YAML has (1-based)."""
-    if root is None:
-        return None
-    node: Any = root
-    line = root.start_mark.line + 1
-    for part in place:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                break
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
 
 
 # --- loading -----------------------------------------------------------------------------------

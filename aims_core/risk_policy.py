@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from aims_core import catalog
-from aims_core.errors import AimsError, InvalidInput
+from aims_core.errors import AimsError, InvalidInput, problems_of
 from aims_core.models import LifecycleStage, RiskTier, SystemEventKind
 from aims_core.settings import Settings
 
@@ -194,15 +194,6 @@ class RiskPolicy(_Strict):
         return self
 
 
-def _describe(exc: ValidationError) -> list[str]:
-    out = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "file"
-        msg = "missing" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
-        out.append(f"{field}: {msg}")
-    return out
-
-
 def parse_risk_policy(text: str, source: str = POLICY_FILE) -> RiskPolicy:
     """Parse and check a policy document; RiskPolicyInvalid lists every problem found."""
     try:
@@ -214,7 +205,7 @@ def parse_risk_policy(text: str, source: str = POLICY_FILE) -> RiskPolicy:
     try:
         policy = RiskPolicy.model_validate(data)
     except ValidationError as exc:
-        raise RiskPolicyInvalid(source, _describe(exc)) from None
+        raise RiskPolicyInvalid(source, problems_of(exc)) from None
     return policy.validated(source)
 
 

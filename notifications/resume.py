@@ -44,7 +44,7 @@ def resume_for_request(
         if req.status is ApprovalStatus.open:
             return ResumeOutcome.nothing_to_do
         flow_run_id, status = req.flow_run_id, req.status
-    outcome = _resume(
+    outcome = resume_run(
         UUID(flow_run_id),
         {
             "approver": "-",
@@ -62,9 +62,11 @@ def resume_for_request(
     return outcome
 
 
-def _resume(
+def resume_run(
     flow_run_id: UUID, run_input: dict[str, str], *, attempts: int, delay: float
 ) -> ResumeOutcome:
+    """Resume a suspended run; retried while it is not suspended yet (or its input schema is not
+    saved yet). Used for approvals here and by the CLIs that wake runs waiting for answers."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.responses import SetStateStatus
 

@@ -546,7 +546,7 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
         return ResumeOutcome.resumed
 
     monkeypatch.setattr(engine, "start_run", start_run)
-    monkeypatch.setattr(notifications.resume, "_resume", resume)
+    monkeypatch.setattr(notifications.resume, "resume_run", resume)
     return calls
 
 

@@ -36,10 +36,10 @@ def _wake(out: CapaOut, before: CapaStatus | None, *, quiet: bool = False) -> No
         return
     from uuid import UUID
 
-    from notifications.resume import ResumeOutcome, _resume
+    from notifications.resume import ResumeOutcome, resume_run
 
     # A run still re-running after an earlier wake is waited for (it suspends within seconds).
-    outcome = _resume(UUID(out.flow_run_id), {}, attempts=30, delay=0.5)
+    outcome = resume_run(UUID(out.flow_run_id), {}, attempts=30, delay=0.5)
     if quiet:
         return
     if outcome is ResumeOutcome.resumed:

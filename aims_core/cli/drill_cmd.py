@@ -209,7 +209,7 @@ def wake(incident: IncidentOut) -> str:
     resumes those); says what happened. For `aims incident confirm-serious|rca|lessons` too."""
     from uuid import UUID
 
-    from notifications.resume import ResumeOutcome, _resume
+    from notifications.resume import ResumeOutcome, resume_run
 
     run_id = incident.flow_run_id
     if not run_id:
@@ -230,7 +230,7 @@ def wake(incident: IncidentOut) -> str:
     key = state.state_details.pause_key or ""
     if not key.startswith(f"incident-{incident.id}-"):
         return f"flow run {run_id} waits for an approval ({key}): `aims approvals list`"
-    outcome = _resume(UUID(run_id), {}, attempts=10, delay=0.5)
+    outcome = resume_run(UUID(run_id), {}, attempts=10, delay=0.5)
     if outcome is ResumeOutcome.resumed:
         return f"flow run {run_id}: resumed"
     return f"flow run {run_id}: not resumed ({outcome.value}); try again shortly"

@@ -240,9 +240,9 @@ def _wake(out: ImpactAssessmentOut, *, quiet: bool = False) -> None:
         return
     from uuid import UUID
 
-    from notifications.resume import ResumeOutcome, _resume
+    from notifications.resume import ResumeOutcome, resume_run
 
-    outcome = _resume(UUID(out.flow_run_id), {}, attempts=10, delay=0.5)
+    outcome = resume_run(UUID(out.flow_run_id), {}, attempts=10, delay=0.5)
     if quiet:
         return
     if outcome is ResumeOutcome.resumed:

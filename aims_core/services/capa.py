@@ -55,7 +55,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from aims_core import catalog
-from aims_core.errors import AimsError, Conflict, InvalidInput, NotFound
+from aims_core.errors import AimsError, Conflict, InvalidInput, NotFound, problems_of
 from aims_core.evidence_schemas import EvidenceIn
 from aims_core.models import (
     ApprovalRequest,
@@ -209,15 +209,6 @@ class CapaPolicy(_Strict):
         return out
 
 
-def _describe(exc: ValidationError) -> list[str]:
-    out = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "file"
-        msg = "missing" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
-        out.append(f"{field}: {msg}")
-    return out
-
-
 def parse_capa_policy(text: str, source: str = POLICY_FILE) -> CapaPolicy:
     """Parse and check a policy document; CapaPolicyInvalid lists every problem found."""
     try:
@@ -229,7 +220,7 @@ def parse_capa_policy(text: str, source: str = POLICY_FILE) -> CapaPolicy:
     try:
         policy = CapaPolicy.model_validate(data)
     except ValidationError as exc:
-        raise CapaPolicyInvalid(source, _describe(exc)) from None
+        raise CapaPolicyInvalid(source, problems_of(exc)) from None
     problems = policy.problems()
     if problems:
         raise CapaPolicyInvalid(source, problems)
@@ -1709,7 +1700,7 @@ def _wake_if_sleeping(settings: Settings, c: CapaOut) -> ResumeOutcome:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    from notifications.resume import _resume
+    from notifications.resume import resume_run
 
     assert c.flow_run_id
     try:
@@ -1726,7 +1717,7 @@ def _wake_if_sleeping(settings: Settings, c: CapaOut) -> ResumeOutcome:
         return ResumeOutcome.nothing_to_do
     if UNTIL_DUE not in (state.state_details.pause_key or ""):
         return ResumeOutcome.nothing_to_do
-    return _resume(UUID(c.flow_run_id), {}, attempts=1, delay=0)
+    return resume_run(UUID(c.flow_run_id), {}, attempts=1, delay=0)
 
 
 def wake_due_verifications(

@@ -1,0 +1,46 @@
+"""Where in a YAML file a validation problem is: `line 12: gates.development.high.quorum: ...`.
+
+Shared by the policy files a person edits by hand (gate policy, playbooks), so every one of them
+names the line and the path of each problem the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+Place = tuple[str | int, ...]
+
+
+def path_of(place: Place) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in place).lstrip(".")
+
+
+def problem_at(root: yaml.Node | None, place: Place, msg: str) -> str:
+    """`line 12: gates.development.high.quorum: quorum -1: must be at least 1`."""
+    line = line_of(root, place)
+    where = f"line {line}: " if line is not None else ""
+    return f"{where}{path_of(place) or '(top)'}: {msg}"
+
+
+def line_of(root: yaml.Node | None, place: Place) -> int | None:
+    """The line of the deepest node of `place` that the YAML has (1-based)."""
+    if root is None:
+        return None
+    node: Any = root
+    line = root.start_mark.line + 1
+    for part in place:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
