@@ -151,11 +151,22 @@ class Person(Base):
 
 
 class Vendor(Base):
+    """A third-party AI supplier (A.10.3); reassessed at an interval set by its criticality."""
+
     __tablename__ = "vendor"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    criticality: Mapped[Criticality] = mapped_column(
+        _enum(Criticality, "vendor_criticality"), default=Criticality.medium
+    )
+    services: Mapped[str] = mapped_column(Text, default="")
+    contact: Mapped[str] = mapped_column(String(320), default="")
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    last_assessed_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    owner: Mapped[Person | None] = relationship()
 
 
 class AISystem(Base):
@@ -719,5 +730,313 @@ class CapaAction(Base):
     evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
     escalated_at: Mapped[datetime | None] = mapped_column()
+
+    owner: Mapped[Person] = relationship()
+
+
+# --- scheduled cycles: training, policies, vendors, internal audit, management review ---------
+
+
+class TrainingRequirement(Base):
+    """A training every holder of a role must have current (7.2, A.4.6)."""
+
+    __tablename__ = "training_requirement"
+    __table_args__ = (UniqueConstraint("role_id", "training", name="uq_training_per_role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    role_id: Mapped[str] = mapped_column(ForeignKey("role.id"))
+    training: Mapped[str] = mapped_column(String(64))  # an id from the training catalog
+    title: Mapped[str] = mapped_column(String(300))
+    validity_days: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrainingRecord(Base):
+    """One completion of a training by a person; the newest per (person, training) counts."""
+
+    __tablename__ = "training_record"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    training: Mapped[str] = mapped_column(String(64), index=True)
+    completed_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    recorded_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Days-before-expiry thresholds already reminded (e.g. [30, 7]); set when escalated.
+    reminders_sent: Mapped[list[int]] = mapped_column(JSON, default=list)
+    escalated_at: Mapped[datetime | None] = mapped_column()
+
+    person: Mapped[Person] = relationship()
+
+
+class PolicyVersionStatus(enum.StrEnum):
+    draft = "draft"
+    in_approval = "in-approval"
+    approved = "approved"
+    rejected = "rejected"
+    superseded = "superseded"
+
+
+class Policy(Base):
+    """A governed document (5.2, A.2): the AI policy, the AI incident management policy, ..."""
+
+    __tablename__ = "policy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    review_interval_months: Mapped[int] = mapped_column(Integer)
+    template: Mapped[str | None] = mapped_column(String(120))
+    last_reviewed_at: Mapped[datetime | None] = mapped_column()
+    # The due date a reminder was last sent for: one reminder per due review.
+    review_notified_for: Mapped[datetime | None] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    owner: Mapped[Person] = relationship()
+    versions: Mapped[list[PolicyVersion]] = relationship(order_by="PolicyVersion.version")
+
+
+class PolicyVersion(Base):
+    __tablename__ = "policy_version"
+    __table_args__ = (UniqueConstraint("policy_id", "version", name="uq_policy_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[PolicyVersionStatus] = mapped_column(
+        _enum(PolicyVersionStatus, "policy_version_status"), default=PolicyVersionStatus.draft
+    )
+    body: Mapped[str] = mapped_column(Text)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    change_note: Mapped[str] = mapped_column(Text, default="")
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("approval_request.id"))
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    approved_at: Mapped[datetime | None] = mapped_column()
+
+
+class PolicyReview(Base):
+    """A periodic review of a policy: kept as is, or changed by a new version."""
+
+    __tablename__ = "policy_review"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id"), index=True)
+    reviewed_at: Mapped[datetime] = mapped_column()
+    reviewer: Mapped[str] = mapped_column(String(320))
+    outcome: Mapped[str] = mapped_column(String(24))  # unchanged, new-version
+    notes: Mapped[str] = mapped_column(Text, default="")
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+
+
+class ExceptionStatus(enum.StrEnum):
+    open = "open"
+    closed = "closed"
+
+
+class PolicyException(Base):
+    """A granted deviation from a policy, valid until `expires_at`, then closed."""
+
+    __tablename__ = "policy_exception"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policy.id"), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    reason: Mapped[str] = mapped_column(Text)
+    system_id: Mapped[int | None] = mapped_column(ForeignKey("ai_system.id"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    granted_by: Mapped[str] = mapped_column(String(320))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[ExceptionStatus] = mapped_column(
+        _enum(ExceptionStatus, "exception_status"), default=ExceptionStatus.open, index=True
+    )
+    reminders_sent: Mapped[list[int]] = mapped_column(JSON, default=list)
+    closed_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    policy: Mapped[Policy] = relationship()
+    owner: Mapped[Person] = relationship()
+
+
+class VendorAssessmentStatus(enum.StrEnum):
+    open = "open"
+    completed = "completed"
+
+
+class VendorAssessment(Base):
+    """A (re)assessment of a third-party AI vendor (A.10.3), due by its criticality."""
+
+    __tablename__ = "vendor_assessment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    vendor_id: Mapped[int] = mapped_column(ForeignKey("vendor.id"), index=True)
+    status: Mapped[VendorAssessmentStatus] = mapped_column(
+        _enum(VendorAssessmentStatus, "vendor_assessment_status"),
+        default=VendorAssessmentStatus.open,
+    )
+    reason: Mapped[str] = mapped_column(String(40))  # scheduled, initial, manual, incident
+    due_at: Mapped[datetime] = mapped_column()
+    assessor_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    result: Mapped[str | None] = mapped_column(String(24))  # acceptable, conditional, unacceptable
+    notes: Mapped[str] = mapped_column(Text, default="")
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditProgramme(Base):
+    """The internal audit programme (9.2.2): every requirement audited within the cycle."""
+
+    __tablename__ = "audit_programme"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    cycle_years: Mapped[int] = mapped_column(Integer)
+    starts_on: Mapped[datetime] = mapped_column()
+    ends_on: Mapped[datetime] = mapped_column()
+    periods: Mapped[list[str]] = mapped_column(JSON, default=list)  # e.g. ["2026Q4", ...]
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    audits: Mapped[list[Audit]] = relationship(order_by="Audit.period")
+
+
+class AuditStatus(enum.StrEnum):
+    planned = "planned"
+    in_progress = "in-progress"
+    reporting = "reporting"  # fieldwork done, report awaiting approval
+    closed = "closed"
+    cancelled = "cancelled"
+
+
+class Audit(Base):
+    """One internal audit of the programme: a period, a scope, an independent auditor."""
+
+    __tablename__ = "audit"
+    __table_args__ = (UniqueConstraint("programme_id", "period", name="uq_audit_period"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("audit_programme.id"), index=True)
+    period: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(300))
+    scope: Mapped[list[str]] = mapped_column(JSON, default=list)  # control ids
+    scope_reasons: Mapped[dict[str, Any]] = mapped_column(default=dict)  # control id -> why
+    systems: Mapped[list[str]] = mapped_column(JSON, default=list)  # system names sampled
+    auditor_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    status: Mapped[AuditStatus] = mapped_column(
+        _enum(AuditStatus, "audit_status"), default=AuditStatus.planned, index=True
+    )
+    checklist: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("approval_request.id"))
+    report_evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    planned_start: Mapped[datetime] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column()
+
+    programme: Mapped[AuditProgramme] = relationship(back_populates="audits")
+    auditor: Mapped[Person | None] = relationship()
+    findings: Mapped[list[AuditFinding]] = relationship(order_by="AuditFinding.id")
+
+
+class FindingKind(enum.StrEnum):
+    major = "major-nc"
+    minor = "minor-nc"
+    observation = "observation"
+    opportunity = "opportunity"
+
+
+class AuditFinding(Base):
+    __tablename__ = "audit_finding"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audit.id"), index=True)
+    control_id: Mapped[str] = mapped_column(ForeignKey("control.id"))
+    kind: Mapped[FindingKind] = mapped_column(_enum(FindingKind, "finding_kind"))
+    statement: Mapped[str] = mapped_column(Text)
+    system_id: Mapped[int | None] = mapped_column(ForeignKey("ai_system.id"))
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    capa_id: Mapped[int | None] = mapped_column(ForeignKey("capa.id"))
+    recorded_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ContextKind(enum.StrEnum):
+    external_issue = "external-issue"
+    internal_issue = "internal-issue"
+    interested_party = "interested-party"
+    improvement = "improvement"  # an opportunity for continual improvement raised by anyone
+
+
+class ContextEntry(Base):
+    """A change in the organisation's context (4.1, 4.2) recorded for the management review."""
+
+    __tablename__ = "context_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[ContextKind] = mapped_column(_enum(ContextKind, "context_kind"))
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    change: Mapped[str] = mapped_column(String(16), default="new")  # new, changed, resolved
+    recorded_by: Mapped[str] = mapped_column(String(320))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ReviewStatus(enum.StrEnum):
+    prepared = "prepared"  # pack written, minutes approval open
+    approved = "approved"
+    rejected = "rejected"
+
+
+class ManagementReview(Base):
+    """A management review (9.3) of one period: the pack, its minutes, the decisions taken."""
+
+    __tablename__ = "management_review"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period: Mapped[str] = mapped_column(String(16), unique=True)  # 2026Q4
+    status: Mapped[ReviewStatus] = mapped_column(
+        _enum(ReviewStatus, "review_status"), default=ReviewStatus.prepared
+    )
+    period_start: Mapped[datetime] = mapped_column()
+    period_end: Mapped[datetime] = mapped_column()
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the figures of the pack
+    pack_dir: Mapped[str | None] = mapped_column(Text)
+    pack_evidence_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    minutes: Mapped[str] = mapped_column(Text, default="")
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("approval_request.id"))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    prepared_by: Mapped[str] = mapped_column(String(320))
+    prepared_at: Mapped[datetime] = mapped_column(default=utcnow)
+    approved_at: Mapped[datetime | None] = mapped_column()
+
+    actions: Mapped[list[ReviewAction]] = relationship(order_by="ReviewAction.id")
+
+
+class ReviewAction(Base):
+    """A decision of a management review (9.3.3), tracked until done; input a) of the next."""
+
+    __tablename__ = "review_action"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_id: Mapped[int] = mapped_column(ForeignKey("management_review.id"), index=True)
+    decision: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(24))  # improvement, change, resources
+    owner_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    due_at: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open, done, dropped
+    done_at: Mapped[datetime | None] = mapped_column()
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    recorded_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
 
     owner: Mapped[Person] = relationship()

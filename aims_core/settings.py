@@ -10,7 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EVIDENCE_KEY_FILE = "evidence.key"
@@ -72,6 +72,62 @@ class Settings(BaseSettings):
         description="The organisation's incident playbooks (one YAML per playbook id; a file "
         "replaces the packaged playbook of its name); default: `playbooks` in the data dir.",
     )
+
+    timezone: str = Field(
+        default="UTC",
+        description="IANA time zone of the schedules (quarterly management review at 06:00 on "
+        "the 1st of Jan/Apr/Jul/Oct, daily checks) and of dates in reports, e.g. Europe/Berlin.",
+    )
+    training_reminder_days: list[int] = Field(
+        default=[30, 7],
+        description="Days before a required training expires on which its holder is reminded; "
+        "JSON in AIMS_TRAINING_REMINDER_DAYS, e.g. [60, 30, 7].",
+    )
+    training_blocks_missing: bool = Field(
+        default=False,
+        description="Refuse approvers who never completed a required training (not only those "
+        "whose training expired). Off by default so that introducing a requirement does not "
+        "lock every approver out before anyone could take it.",
+    )
+    exception_reminder_days: list[int] = Field(
+        default=[14, 3],
+        description="Days before a policy exception expires on which its owner is reminded.",
+    )
+    reviews_dir: Path | None = Field(
+        default=None,
+        description="Where management review packs are written; default: `reviews` in the "
+        "data dir.",
+    )
+    audit_cycle_years: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Years in which the internal audit programme covers every clause and control.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone '{value}' (an IANA name such as Europe/Berlin)"
+            ) from None
+        return value
+
+    @field_validator("training_reminder_days", "exception_reminder_days")
+    @classmethod
+    def _positive_days(cls, value: list[int]) -> list[int]:
+        if any(d < 0 for d in value):
+            raise ValueError("days must be 0 or more")
+        return sorted(set(value), reverse=True)
+
+    @property
+    def reviews_path(self) -> Path:
+        return self.reviews_dir or self.data_dir / "reviews"
 
     @property
     def effective_database_url(self) -> str:

@@ -7,10 +7,12 @@ import typer
 
 from aims_core.cli import (
     approvals_cmd,
+    audit_cmd,
     bridge_cmd,
     capa_cmd,
     catalog_cmd,
     config_cmd,
+    context_cmd,
     db_cmd,
     demo_cmd,
     drill_cmd,
@@ -21,11 +23,15 @@ from aims_core.cli import (
     intake_cmd,
     notifications_cmd,
     people_cmd,
+    policy_cmd,
     raci_cmd,
+    review_cmd,
     risks_cmd,
     soa_cmd,
     system_events_cmd,
     systems_cmd,
+    training_cmd,
+    vendor_cmd,
 )
 from aims_core.cli._base import AimsGroup
 
@@ -61,6 +67,12 @@ incident_cmd.app.command("playbooks")(drill_cmd.playbooks)
 incident_cmd.app.command("resume")(drill_cmd.resume)
 app.add_typer(incident_cmd.app, name="incident")
 app.add_typer(incident_cmd.incidents_app, name="incidents")
+app.add_typer(training_cmd.app, name="training")
+app.add_typer(policy_cmd.app, name="policy")
+app.add_typer(vendor_cmd.app, name="vendor")
+app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(review_cmd.app, name="review")
+app.add_typer(context_cmd.app, name="context")
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ from aims_core.cli.systems_cmd import print_inventory
 from aims_core.services import demo, people, systems
 from aims_core.uow import Actor, UnitOfWork
 
+CORE_LABELS = ("people", "systems", "raci")
+
 app = typer.Typer(no_args_is_help=True, help="The demo organisation.")
 
 
@@ -18,9 +20,12 @@ def load() -> None:
     uow = UnitOfWork()
     org = demo.demo_org()
     added = demo.load_demo(uow, Actor(who=Actor.cli().who, channel="demo"))
+    more = "".join(
+        f", {count} {label}" for label, count in added.items() if label not in CORE_LABELS
+    )
     typer.echo(
         f"{org.organisation}: added {added['people']} people, {added['systems']} AI "
-        f"systems, {added['raci']} RACI rows"
+        f"systems, {added['raci']} RACI rows{more}"
     )
     print_inventory(systems.list_systems(uow))
     print_table(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from importlib import resources
+from collections.abc import Callable
+from importlib import import_module, resources
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field
@@ -36,11 +38,30 @@ class DemoOrg(BaseModel):
     people: list[_DemoPerson]
     systems: list[SystemIn]
     raci: list[_DemoRaci]
+    #: Further sections (training, policies, vendors, ...), each loaded by its own service.
+    sections: dict[str, Any] = Field(default_factory=dict)
+
+
+#: Demo file section -> the service function that loads it: `load_demo(uow, actor, section)`
+#: returns what it added (label -> count). Each is idempotent, like the core above.
+SECTIONS: dict[str, str] = {
+    "training": "aims_core.services.training",
+    "vendors": "aims_core.services.vendors",
+    "policies": "aims_core.services.policies",
+    "context": "aims_core.services.context",
+    "audit": "aims_core.services.audits",
+}
 
 
 def demo_org() -> DemoOrg:
     text = resources.files("aims_core.data").joinpath("demo_org.yaml").read_text("utf-8")
-    return DemoOrg.model_validate(yaml.safe_load(text))
+    raw = yaml.safe_load(text)
+    raw["sections"] = {name: raw.pop(name) for name in SECTIONS if name in raw}
+    return DemoOrg.model_validate(raw)
+
+
+def _section_loader(module: str) -> Callable[[UnitOfWork, Actor, Any], dict[str, int]]:
+    return import_module(module).load_demo  # type: ignore[no-any-return]
 
 
 def load_demo(uow: UnitOfWork, actor: Actor) -> dict[str, int]:
@@ -84,4 +105,7 @@ def load_demo(uow: UnitOfWork, actor: Actor) -> dict[str, int]:
                 actor,
             )
             added["raci"] += 1
+    for name, section in org.sections.items():
+        for label, count in _section_loader(SECTIONS[name])(uow, actor, section).items():
+            added[label] = added.get(label, 0) + count
     return added

@@ -1,0 +1,12 @@
+"""Context entries: external and internal issues, interested parties (4.1, 4.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aims_core.uow import Actor, UnitOfWork
+
+
+def load_demo(uow: UnitOfWork, actor: Actor, section: Any) -> dict[str, int]:
+    """The demo organisation's `context` section (aims_core/data/demo_org.yaml); idempotent."""
+    return {}

@@ -1,0 +1,12 @@
+"""Third-party AI vendors and their reassessment (A.10)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aims_core.uow import Actor, UnitOfWork
+
+
+def load_demo(uow: UnitOfWork, actor: Actor, section: Any) -> dict[str, int]:
+    """The demo organisation's `vendors` section (aims_core/data/demo_org.yaml); idempotent."""
+    return {}
