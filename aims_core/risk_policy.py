@@ -7,17 +7,14 @@ named at once (a person fixes the whole file, not one typo per attempt). No Pref
 
 from __future__ import annotations
 
-import functools
 import itertools
-from importlib import resources
-from pathlib import Path
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, Final, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import Field, StringConstraints
 
 from aims_core import catalog
-from aims_core.errors import AimsError, InvalidInput, problems_of
+from aims_core.data_files import DataFileInvalid, Strict, load_data_file, parse_data_file
+from aims_core.errors import InvalidInput
 from aims_core.models import LifecycleStage, RiskTier, SystemEventKind
 from aims_core.settings import Settings
 
@@ -27,40 +24,29 @@ STAGE_ORDER: Final = tuple(LifecycleStage)
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 
 
-class RiskPolicyInvalid(AimsError):
-    """The policy file is malformed; `problems` lists each, as `field: problem`."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(
-            f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
-            field="risk_policy",
-        )
+class RiskPolicyInvalid(DataFileInvalid):
+    field_name = "risk_policy"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ScalePoint(_Strict):
+class ScalePoint(Strict):
     value: int = Field(ge=1)
     label: Label
     description: str = ""
 
 
-class Level(_Strict):
+class Level(Strict):
     name: Label
     max: int = Field(ge=0)
 
 
-class Acceptance(_Strict):
+class Acceptance(Strict):
     """Who approves accepting a risk whose (residual) score is above appetite."""
 
     approver_roles: list[Label] = Field(min_length=1)
     quorum: int = Field(default=1, ge=1)
 
 
-class ReassessmentRule(_Strict):
+class ReassessmentRule(Strict):
     """An event of one of `kinds` on a system of one of `tiers`, currently in one of `stages`,
     voids the approval of gate `reopen` until it is approved again."""
 
@@ -70,7 +56,7 @@ class ReassessmentRule(_Strict):
     reopen: LifecycleStage
 
 
-class RiskPolicy(_Strict):
+class RiskPolicy(Strict):
     likelihood: list[ScalePoint] = Field(min_length=2)
     impact: list[ScalePoint] = Field(min_length=2)
     scoring: Literal["product", "matrix"] = "product"
@@ -187,46 +173,13 @@ class RiskPolicy(_Strict):
             out.append("matrix: scores must not be negative")
         return True
 
-    def validated(self, source: str) -> Self:
-        problems = self.problems()
-        if problems:
-            raise RiskPolicyInvalid(source, problems)
-        return self
-
 
 def parse_risk_policy(text: str, source: str = POLICY_FILE) -> RiskPolicy:
     """Parse and check a policy document; RiskPolicyInvalid lists every problem found."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RiskPolicyInvalid(source, [f"not valid YAML: {exc}"]) from None
-    if not isinstance(data, dict):
-        raise RiskPolicyInvalid(source, ["file: expected a mapping of policy settings"])
-    try:
-        policy = RiskPolicy.model_validate(data)
-    except ValidationError as exc:
-        raise RiskPolicyInvalid(source, problems_of(exc)) from None
-    return policy.validated(source)
-
-
-@functools.lru_cache(maxsize=8)
-def _parse_cached(text: str, source: str) -> RiskPolicy:
-    return parse_risk_policy(text, source)
-
-
-def policy_path(settings: Settings) -> Path | None:
-    """The organisation's own policy file, if it has one (in the data dir)."""
-    path = settings.data_dir / POLICY_FILE
-    return path if path.is_file() else None
+    return parse_data_file(RiskPolicy, text, source, RiskPolicyInvalid)
 
 
 def risk_policy(settings: Settings) -> RiskPolicy:
-    """The policy in force: the organisation's file if present, else the shipped default.
-
-    Read on every call (a small file) and parsed once per content, so an edit takes effect at
-    the next command or flow run without a restart."""
-    path = policy_path(settings)
-    if path is None:
-        text = resources.files("aims_core.data").joinpath(POLICY_FILE).read_text("utf-8")
-        return _parse_cached(text, f"aims_core/data/{POLICY_FILE}")
-    return _parse_cached(path.read_text("utf-8"), str(path))
+    """The policy in force: the organisation's file in the data dir if present, else the
+    shipped default (an edit takes effect at the next command or run, without a restart)."""
+    return load_data_file(settings, RiskPolicy, POLICY_FILE, RiskPolicyInvalid)

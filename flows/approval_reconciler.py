@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from aims_core.services import capa, reconcile
+from aims_core.services import capa, reconcile, reviews
 from aims_core.services.reconcile import ReconcileReport
 from aims_core.settings import get_settings
 from notifications.slack import DeliveryReport
@@ -50,6 +50,12 @@ def track_capas(now: datetime) -> capa.TickReport:
     return capa.tick(get_settings(), now)
 
 
+@task(name="track review actions", cache_policy=NO_CACHE, persist_result=False)
+def track_review_actions(now: datetime) -> reviews.TickReport:
+    """Management review decisions (9.3.3) due within a week or overdue: their owners told once."""
+    return reviews.tick(get_settings(), now)
+
+
 @task(name="deliver notifications", cache_policy=NO_CACHE, persist_result=False)
 def deliver_notifications(now: datetime) -> DeliveryReport:
     """Send what the steps above queued (and anything else due) now, not at the next pass."""
@@ -71,6 +77,7 @@ def approval_reconciler() -> ReconcileReport:
     report = report.merged(escalate_overdue(now))
     # Same cadence, same delivery pass: CAPA actions and verifications waiting on people.
     logger.info("CAPA tracking: %s", track_capas(now).summary())
+    logger.info("review actions: %s", track_review_actions(now).summary())
     report.delivery = deliver_notifications(now)
     for failure in report.failures:
         logger.warning("%s #%d: %s", failure.step, failure.request_id, failure.error)

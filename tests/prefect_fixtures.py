@@ -31,7 +31,13 @@ SERVED = [
     "risk-assessment/risk-assessment",
     "impact-assessment/impact-assessment",
     "capa/capa",
+    "internal-audit/internal-audit",
+    "audit-planning/audit-planning",
     "incident-response/incident-response",
+    "notification-delivery/notification-delivery",
+    "training-renewal/training-renewal",
+    "management-review/management-review",
+    "policy-approval/policy-approval",
 ]
 
 
@@ -103,3 +109,16 @@ def wait_for_state(flow_run_id, names: set[str], timeout: float = 90):  # type: 
                     f"run still {run.state.name if run.state else None} after {timeout} s"
                 )
             time.sleep(0.5)
+
+
+def engine_cli(engine: Engine, *args: str):  # type: ignore[no-untyped-def]
+    """`aims ...` in process, against the engine's database (as an operator beside it would)."""
+    from typer.testing import CliRunner
+
+    from aims_core.cli import app
+
+    env = {
+        "AIMS_DATA_DIR": str(engine.settings.data_dir),
+        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
+    }
+    return CliRunner().invoke(app, list(args), env=env)

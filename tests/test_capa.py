@@ -517,11 +517,11 @@ def test_due_verifications_are_announced_once_and_their_runs_woken(
     report = capas.tick(settings, due, wake=wake)
     assert (report.announced_ids, report.woken_ids) == ([c.id], [c.id])
     told = notes(settings, "capa-verification-due")
-    # The owner and the verifier-role holders (auditor, compliance, governance).
-    assert len(told) == 4 and all(k.startswith(f"capa-{c.id}-v1-due-") for k, _ in told)
+    # The owner and the verifier-role holders (auditor, contract auditor, compliance, governance).
+    assert len(told) == 5 and all(k.startswith(f"capa-{c.id}-v1-due-") for k, _ in told)
     again = capas.tick(settings, due, wake=wake)
     assert (again.announced_ids, again.woken_ids) == ([], [])
-    assert len(notes(settings, "capa-verification-due")) == 4
+    assert len(notes(settings, "capa-verification-due")) == 5
     assert audit(settings, c.id).count("capa.verification-due") == 1
     assert capas.wait_step(capas.get_capa(org, c.id), due).kind == "verification"  # type: ignore[union-attr]
 

@@ -338,7 +338,7 @@ def test_import_missing_column_and_missing_file(run_cli, settings, org, tmp_path
 def test_demo_org_loads_once(run_cli, settings) -> None:
     first = run_cli("demo", "load")
     assert first.exit_code == 0, first.output
-    assert "added 10 people, 7 AI systems, 7 RACI rows" in first.output
+    assert "added 11 people, 7 AI systems, 7 RACI rows" in first.output
     assert "credit-scoring" in first.output
     second = run_cli("demo", "load")
     assert "added 0 people, 0 AI systems, 0 RACI rows" in second.output

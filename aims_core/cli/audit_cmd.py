@@ -1,9 +1,243 @@
-"""`aims audit`: The internal audit programme, audits, findings and reports (9.2)."""
+"""`aims audit`: the internal audit programme, audits, findings and reports (9.2).
+
+`plan` builds the programme (records only); `start` begins an audit's `internal-audit` run,
+which waits suspended for the fieldwork; `finding` and `complete` record the fieldwork through
+the same service as the run's Prefect UI form (`complete` wakes the run, which renders the report
+and asks for its approval); `report` writes the report at any time.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from aims_core.cli._base import print_json, print_table
+from aims_core.errors import Conflict, InvalidInput
+from aims_core.models import AuditStatus
+from aims_core.services import audits
+from aims_core.services.audits import AuditOut
+from aims_core.uow import Actor, UnitOfWork
 
 app = typer.Typer(
     no_args_is_help=True, help="The internal audit programme, audits, findings and reports (9.2)."
 )
+
+DEPLOYMENT = "internal-audit/internal-audit"
+
+
+def _audit_rows(rows: list[AuditOut]) -> list[tuple[object, ...]]:
+    return [
+        (
+            a.id,
+            a.period,
+            a.status.value,
+            len(a.scope),
+            ", ".join(a.areas),
+            ", ".join(a.systems) or "-",
+            a.auditor or "unassigned",
+            len(a.findings),
+        )
+        for a in rows
+    ]
+
+
+AUDIT_COLUMNS = ["id", "period", "status", "reqs", "areas", "systems", "auditor", "findings"]
+
+
+@app.command("plan")
+def plan(
+    cycle_years: int | None = typer.Option(
+        None, "--cycle-years", help="Years to cover everything in (default AIMS_AUDIT_CYCLE_YEARS)."
+    ),
+    start: str | None = typer.Option(
+        None, "--start", help="First period, e.g. 2026Q4 (default: the current one)."
+    ),
+    name: str | None = typer.Option(None, "--name", help="The programme's name (its identity)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the programme as JSON."),
+) -> None:
+    """Build the audit programme: every clause and Annex A control allocated to the periods of
+    the cycle, one planned audit per period with an independent auditor. Idempotent by name."""
+    result = audits.plan_programme(
+        UnitOfWork(), {"cycle_years": cycle_years, "start": start, "name": name}, Actor.cli()
+    )
+    p = result.programme
+    if as_json:
+        print_json(result)
+        return
+    verb = "planned" if result.created else "already planned (unchanged)"
+    typer.echo(
+        f"programme {p.name!r} {verb}: {len(p.audits)} audits, {p.periods[0]} to {p.periods[-1]}"
+    )
+    print_table(f"Audits of {p.name}", AUDIT_COLUMNS, _audit_rows(p.audits))
+    for area, why in result.yearly.items():
+        typer.echo(f"every year: {area}: {why}")
+    for line in result.unassigned:
+        typer.echo(f"unassigned: {line}")
+    typer.echo("coverage: " + ", ".join(p.coverage.lines()))
+    if p.coverage.missing:
+        typer.echo(f"not covered: {', '.join(p.coverage.missing)}")
+
+
+@app.command("list")
+def list_(
+    programme: str | None = typer.Option(None, "--programme", help="Only this programme's."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List audits in the order they are planned."""
+    rows = audits.list_audits(UnitOfWork(), programme=programme)
+    if as_json:
+        print_json(rows)
+        return
+    print_table(f"Audits ({len(rows)})", AUDIT_COLUMNS, _audit_rows(rows))
+
+
+@app.command("show")
+def show(
+    audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's id."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """An audit: scope and why, checklist, findings, what it waits for."""
+    a = audits.get_audit(UnitOfWork(), audit_id)
+    if as_json:
+        print_json(a)
+        return
+    typer.echo(f"audit {a.id}: {a.title}")
+    typer.echo(f"programme {a.programme} · period {a.period} · status {a.status.value}")
+    typer.echo(f"auditor: {a.auditor or 'unassigned'} · systems: {', '.join(a.systems) or '-'}")
+    print_table(
+        "Checklist",
+        ["requirement", "question", "look for", "records held", "why in scope"],
+        [
+            (
+                i["control"],
+                i["question"],
+                "; ".join(i["look_for"]),
+                "; ".join(i["records"]) or "-",
+                a.scope_reasons.get(i["control"], ""),
+            )
+            for i in a.checklist
+        ],
+    )
+    if a.findings:
+        print_table(
+            "Findings",
+            ["id", "requirement", "kind", "system", "CAPA", "statement"],
+            [
+                (f.id, f.control_id, f.kind.value, f.system, f.capa_id, f.statement)
+                for f in a.findings
+            ],
+        )
+    typer.echo(f"next: {a.next_step()}")
+
+
+@app.command("assign")
+def assign(
+    audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's id."),
+    auditor: str = typer.Option(..., "--auditor", metavar="EMAIL", help="The auditor."),
+) -> None:
+    """Assign an auditor; refused, naming the conflict, if they would audit their own work."""
+    a = audits.assign_auditor(UnitOfWork(), audit_id, auditor, Actor.cli())
+    typer.echo(f"audit {a.id} ({a.period}): auditor {a.auditor_name} <{a.auditor}>")
+
+
+def _run_ended(flow_run_id: str) -> bool | None:
+    """Whether the run has ended (or is unknown to Prefect); None if Prefect cannot be asked."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
+    except ObjectNotFound:
+        return True
+    except Exception:
+        return None
+    return bool(run.state and run.state.is_final())
+
+
+@app.command("start")
+def start(audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's id.")) -> None:
+    """Start the audit's run: it marks the audit in progress, publishes the checklist and waits
+    (suspended) for the fieldwork."""
+    from aims_core.cli.engine import start_run
+
+    a = audits.check_startable(UnitOfWork(), audit_id)
+    if a.flow_run_id and a.status is not AuditStatus.planned:
+        ended = _run_ended(a.flow_run_id)
+        if ended is None:
+            raise InvalidInput(
+                f"audit {a.id} is followed by run {a.flow_run_id}, and the engine cannot be asked "
+                "whether it still goes on: start the engine first",
+                "engine",
+            )
+        if not ended:
+            raise Conflict(f"audit {a.id} is already followed by run {a.flow_run_id}", "audit")
+    run_id, name, url = start_run(
+        DEPLOYMENT, {"audit_id": a.id}, name=audits.run_name(a), tags=audits.run_tags(a)
+    )
+    audits.start_audit(UnitOfWork(), a.id, run_id, Actor.cli())
+    typer.echo(f"started run {name} ({run_id})\n{url}")
+
+
+@app.command("finding")
+def finding(
+    audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's id."),
+    control: str = typer.Option(..., "--control", help="The requirement (in the audit's scope)."),
+    kind: str = typer.Option(..., "--kind", help="major-nc, minor-nc, observation or opportunity."),
+    statement: str = typer.Option(..., "--statement", help="What was found, and against what."),
+    system: str | None = typer.Option(None, "--system", help="The AI system concerned."),
+    evidence: Path | None = typer.Option(None, "--evidence", help="A file to keep as evidence."),
+) -> None:
+    """Record a finding of the fieldwork; a nonconformity opens its CAPA at once."""
+    f = audits.record_finding(
+        UnitOfWork(),
+        audit_id,
+        {
+            "control": control,
+            "kind": kind,
+            "statement": statement,
+            "system": system,
+            "evidence": evidence,
+        },
+        Actor.cli(),
+    )
+    typer.echo(
+        f"finding {f.id} recorded in audit {audit_id}: {f.kind.value} on {f.control_id}"
+        + (f" ({f.system})" if f.system else "")
+        + f", evidence #{f.evidence_id}"
+    )
+    if f.capa_id:
+        typer.echo(f"opened CAPA {f.capa_id} (its run starts with the audit's report)")
+
+
+@app.command("complete")
+def complete(audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's id.")) -> None:
+    """Fieldwork done: the run wakes, renders the report and asks for its approval."""
+    a = audits.complete_fieldwork(UnitOfWork(), audit_id, Actor.cli())
+    typer.echo(f"audit {a.id}: fieldwork complete, {len(a.findings)} finding(s); now reporting")
+    if not a.flow_run_id:
+        typer.echo(f"no run follows it: `aims audit start {a.id}` renders and asks for approval")
+        return
+    from uuid import UUID
+
+    from notifications.resume import ResumeOutcome, resume_run
+
+    outcome = resume_run(UUID(a.flow_run_id), {}, attempts=30, delay=0.5)
+    if outcome is ResumeOutcome.resumed:
+        typer.echo(f"flow run {a.flow_run_id}: resumed")
+    else:
+        typer.echo(
+            f"flow run {a.flow_run_id}: not resumed ({outcome.value}); "
+            f"`aims audit start {a.id}` once the engine is up"
+        )
+
+
+@app.command("report")
+def report(
+    audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's id."),
+    output: Path = typer.Option(Path("."), "--output", help="Directory to write into."),
+) -> None:
+    """Write the audit's report (HTML and Markdown) as it stands now."""
+    html, md = audits.render_report(UnitOfWork(), audit_id, output)
+    typer.echo(f"wrote {html}\nwrote {md}")

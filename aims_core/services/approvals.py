@@ -90,9 +90,9 @@ RefusalReason = Literal[
     "unknown-person",
 ]
 
-#: Hooks that may veto a decision for the person's competence (the training issue adds one).
-#: Each returns a refusal text, or None when the person may decide. Runs inside the decision's
-#: transaction, after the request row is locked.
+#: Further hooks that may veto a decision for the person's competence, after the built-in
+#: training check (`training.competence_refusal`). Each returns a refusal text, or None when the
+#: person may decide. Runs inside the decision's transaction, after the request row is locked.
 competence_checks: list[Callable[[Session, Person, ApprovalRequest], str | None]] = []
 
 
@@ -579,10 +579,15 @@ def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor) -> DecisionR
             f"{person.email} already chose {previous.outcome.value} on request {req.id}; "
             "a decision cannot be changed",
         )
+    # The training check is always on, in every process that decides; imported here because
+    # training imports the outbox and evidence services (a top-level import would be circular).
+    from aims_core.services.training import competence_refusal
+
+    problem = competence_refusal(s, person, req, uow.settings)
     for check in competence_checks:
-        problem = check(s, person, req)
-        if problem:
-            raise Refused("training", problem)
+        problem = problem or check(s, person, req)
+    if problem:
+        raise Refused("training", problem)
 
     s.add(
         Decision(

@@ -28,23 +28,18 @@ No Prefect here: waking a run goes through `notifications.resume`, which imports
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Self
 from uuid import uuid4
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     ValidationInfo,
     computed_field,
     field_validator,
@@ -55,7 +50,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from aims_core import catalog
-from aims_core.errors import AimsError, Conflict, InvalidInput, NotFound, problems_of
+from aims_core.data_files import DataFileInvalid, Strict, load_data_file, parse_data_file
+from aims_core.errors import AimsError, Conflict, InvalidInput, NotFound
 from aims_core.evidence_schemas import EvidenceIn
 from aims_core.models import (
     ApprovalRequest,
@@ -142,28 +138,17 @@ def _blank_to_none(value: object) -> object:
 # --- the policy (data) -------------------------------------------------------------------------
 
 
-class CapaPolicyInvalid(AimsError):
-    """The policy file is malformed; `problems` lists each, as `field: problem`."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(
-            f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems),
-            field="capa_policy",
-        )
+class CapaPolicyInvalid(DataFileInvalid):
+    field_name = "capa_policy"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class VerificationPolicy(_Strict):
+class VerificationPolicy(Strict):
     after_days: int = Field(ge=0, le=3650)
     verifier_roles: list[Label] = Field(default_factory=list)
     owner_may_verify: bool = False
 
 
-class TrackingPolicy(_Strict):
+class TrackingPolicy(Strict):
     remind_days_before: list[int] = Field(default_factory=list)
     escalate_days_after: int = Field(default=0, ge=0, le=365)
     escalation_role: Label | None = None
@@ -178,14 +163,14 @@ class TrackingPolicy(_Strict):
         return as_utc(due_at) + timedelta(days=self.escalate_days_after)
 
 
-class ClosurePolicy(_Strict):
+class ClosurePolicy(Strict):
     activity: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=120)]
     approver_roles: list[Label] = Field(min_length=1)
     quorum: int = Field(default=1, ge=1)
     deadline_days: int | None = Field(default=None, ge=1, le=365)
 
 
-class CapaPolicy(_Strict):
+class CapaPolicy(Strict):
     verification: VerificationPolicy
     tracking: TrackingPolicy
     closure: ClosurePolicy
@@ -211,41 +196,13 @@ class CapaPolicy(_Strict):
 
 def parse_capa_policy(text: str, source: str = POLICY_FILE) -> CapaPolicy:
     """Parse and check a policy document; CapaPolicyInvalid lists every problem found."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CapaPolicyInvalid(source, [f"not valid YAML: {exc}"]) from None
-    if not isinstance(data, dict):
-        raise CapaPolicyInvalid(source, ["file: expected a mapping of policy settings"])
-    try:
-        policy = CapaPolicy.model_validate(data)
-    except ValidationError as exc:
-        raise CapaPolicyInvalid(source, problems_of(exc)) from None
-    problems = policy.problems()
-    if problems:
-        raise CapaPolicyInvalid(source, problems)
-    return policy
-
-
-@functools.lru_cache(maxsize=8)
-def _parse_cached(text: str, source: str) -> CapaPolicy:
-    return parse_capa_policy(text, source)
-
-
-def policy_path(settings: Settings) -> Path | None:
-    """The organisation's own policy file, if it has one (in the data dir)."""
-    path = settings.data_dir / POLICY_FILE
-    return path if path.is_file() else None
+    return parse_data_file(CapaPolicy, text, source, CapaPolicyInvalid)
 
 
 def capa_policy(settings: Settings) -> CapaPolicy:
-    """The policy in force: the organisation's file if present, else the shipped default (read
-    on every call, parsed once per content: an edit applies at the next command or run)."""
-    path = policy_path(settings)
-    if path is None:
-        text = resources.files("aims_core.data").joinpath(POLICY_FILE).read_text("utf-8")
-        return _parse_cached(text, f"aims_core/data/{POLICY_FILE}")
-    return _parse_cached(path.read_text("utf-8"), str(path))
+    """The policy in force: the organisation's file in the data dir if present, else the
+    shipped default."""
+    return load_data_file(settings, CapaPolicy, POLICY_FILE, CapaPolicyInvalid)
 
 
 # --- boundary models ---------------------------------------------------------------------------

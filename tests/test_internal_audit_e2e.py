@@ -1,0 +1,151 @@
+"""An internal audit end to end, on the real engine (Prefect API + served runner + fake Slack).
+
+Must show: `aims audit start` begins the run, which waits suspended for the fieldwork; a minor
+nonconformity recorded from the CLI opens its CAPA; `aims audit complete` wakes the run, which
+starts the CAPA's run, renders the report (HTML and Markdown, kept as evidence) and asks for
+its approval; the CEO approves with `aims approve`; the audit is closed. Uses the demo
+programme's audit of the current period (the other flow tests do not touch audits).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from prefect_fixtures import wait_for_state
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from aims_core.db import get_engine
+from aims_core.models import AuditStatus, Evidence
+from aims_core.services import audits
+from aims_core.services import capa as capas
+from aims_core.uow import UnitOfWork
+
+CEO = "ceo@northwind.example"
+
+
+def cli(engine, *args: str):  # type: ignore[no-untyped-def]
+    from aims_core.cli import app
+
+    env = {
+        "AIMS_DATA_DIR": str(engine.settings.data_dir),
+        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
+        "AIMS_SLACK_BOT_TOKEN": engine.slack.token,
+        "AIMS_SLACK_API_URL": engine.slack.base_url,
+    }
+    result = CliRunner().invoke(app, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def wait_for_pause(flow_run_id: str, key: str, timeout: float = 90):  # type: ignore[no-untyped-def]
+    """Poll until the run is suspended under `key`."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            state = run.state
+            if state and state.is_paused() and state.state_details.pause_key == key:
+                return run
+            if state and state.is_final():
+                raise AssertionError(f"run ended {state.name}: {state.message}")
+            if time.monotonic() > deadline:
+                seen = state.state_details.pause_key if state else None
+                raise AssertionError(f"run {state.name if state else None} ({seen}), not {key}")
+            time.sleep(0.5)
+
+
+def test_audit_run_from_fieldwork_to_approved_report(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = engine.settings
+    uow = UnitOfWork(settings)
+    t0 = time.monotonic()
+    [programme] = audits.list_programmes(uow)  # planned by the demo organisation
+    a = programme.audits[0]
+    assert a.status is AuditStatus.planned and a.auditor and a.systems
+    control, system = a.scope[-1], a.systems[0]
+
+    out = cli(engine, "audit", "start", str(a.id))
+    name = f"audit {a.period}: {len(a.scope)} requirements (auditor {a.auditor_name})"
+    m = re.search(rf"started run {re.escape(name)} \(([0-9a-f-]{{36}})\)", out)
+    assert m, out
+    run_id = m.group(1)
+    wait_for_pause(run_id, f"audit-{a.id}-fieldwork-1-r1")
+    assert audits.get_audit(uow, a.id).status is AuditStatus.in_progress
+
+    out = cli(
+        engine,
+        "audit",
+        "finding",
+        str(a.id),
+        "--control",
+        control,
+        "--kind",
+        "minor-nc",
+        "--statement",
+        "Monitoring alerts are not reviewed weekly as the procedure says",
+        "--system",
+        system,
+    )
+    capa_id = int(re.search(r"opened CAPA (\d+)", out).group(1))  # type: ignore[union-attr]
+    assert "resumed" in cli(engine, "audit", "complete", str(a.id))
+
+    # The run starts the CAPA's run, records the report and waits for its approval.
+    deadline = time.monotonic() + 90
+    while (request_id := audits.get_audit(uow, a.id).request_id) is None:
+        assert time.monotonic() < deadline, "no approval request for the report"
+        time.sleep(0.5)
+    wait_for_pause(run_id, f"approval-{request_id}-round-1")
+    reporting = audits.get_audit(uow, a.id)
+    assert reporting.status is AuditStatus.reporting and reporting.report_evidence_id
+    written = audits.reports_dir(settings) / f"audit-{a.id}-r1"
+    assert {p.name for p in written.iterdir()} == {
+        f"audit-{a.id}-report.html",
+        f"audit-{a.id}-report.md",
+    }
+    assert "minor-nc (1)" in (written / f"audit-{a.id}-report.md").read_text()
+    c = capas.get_capa(uow, capa_id)
+    assert (c.source, c.control_id, c.system) == ("audit-finding", control, system)
+    assert c.flow_run_id  # the CAPA's own deployment run, started by the audit run
+
+    cli(engine, "approve", str(request_id), "--as", CEO)
+    done = wait_for_state(run_id, {"Completed"})
+    result = done.state.result()
+    assert (result.status, result.capa_ids, result.approvals) == ("closed", [capa_id], [CEO])
+    closed = audits.get_audit(uow, a.id)
+    assert closed.status is AuditStatus.closed and closed.request_id == request_id
+    with get_engine(settings.effective_database_url).connect() as conn:
+        kinds = sorted(
+            conn.scalars(select(Evidence.kind).where(Evidence.subject == f"audit:{a.id}"))
+        )
+    assert kinds == ["audit-report", "audit-report", "decision"]
+
+    # The report on demand, with the approval's outcome.
+    out = cli(engine, "audit", "report", str(a.id), "--output", str(tmp_path))
+    html = (tmp_path / f"audit-{a.id}-report.html").read_text()
+    assert "approved by ceo@northwind.example" in html and "Monitoring alerts" in html
+    assert (tmp_path / f"audit-{a.id}-report.md").is_file()
+    print(f"audit e2e: {time.monotonic() - t0:.1f} s")
+
+
+def test_monthly_planning_pass_runs_as_a_deployment(engine) -> None:  # type: ignore[no-untyped-def]
+    """The scheduled pass (served paused in tests), started by hand: it finds the demo's
+    programme covering this cycle and publishes what it did as a table."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.deployments import run_deployment
+
+    run = run_deployment("audit-planning/audit-planning", timeout=0)
+    done = wait_for_state(run.id, {"Completed"})
+    report = done.state.result()
+    [programme] = audits.list_programmes(UnitOfWork(engine.settings))
+    assert report.programme == programme.name and not report.programme_created
+    assert done.name.startswith("audit planning ")
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["audit-planning"])),
+            limit=1,
+        )
+    assert artifact.type == "table" and artifact.description == report.summary()

@@ -1,0 +1,132 @@
+"""Management review end to end: `aims review start` starts a `management-review` deployment run,
+which writes the pack and waits (suspended) for top management to approve the minutes; the CEO
+approves with `aims approve`, the run resumes and the review is approved with its minutes.
+
+Real Prefect API and served runner (the session's `engine`). Uses period 2025Q2, which no other
+test prepares, in the shared demo database.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from prefect_fixtures import wait_for_state
+from sqlalchemy import select
+
+from aims_core.db import get_engine
+from aims_core.models import ApprovalRequest, Evidence, ReviewStatus
+from aims_core.services import reviews
+from aims_core.uow import UnitOfWork
+
+PERIOD = "2025Q2"
+CEO = "ceo@northwind.example"
+GOV = "governance@northwind.example"
+
+
+def cli(engine, *args: str):  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from aims_core.cli import app
+
+    env = {
+        "AIMS_DATA_DIR": str(engine.settings.data_dir),
+        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
+    }
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def artifacts(run_id: str) -> dict[str, object]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
+    return {a.key: a.data for a in sorted(arts, key=lambda a: a.created)}
+
+
+def task_states(run_id: str) -> dict[str, list[str]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
+    out: dict[str, list[str]] = {}
+    for t in runs:
+        out.setdefault(t.name.rsplit("-", 1)[0], []).append(t.state.name if t.state else "")
+    return out
+
+
+def test_the_review_run_waits_for_the_ceo_to_approve_the_minutes(engine) -> None:
+    started_at = time.monotonic()
+    result = cli(engine, "review", "start", "--period", PERIOD)
+    assert result.exit_code == 0, result.output
+    assert f"started run management review {PERIOD}" in result.stdout
+    run_id = result.stdout.split("(", 1)[1].split(")", 1)[0]
+
+    run = wait_for_state(run_id, {"Suspended"})
+    assert run.name == f"management review {PERIOD}"
+    assert {"management-review", PERIOD} <= set(run.tags)
+    review = reviews.get_review(UnitOfWork(engine.settings), PERIOD)
+    assert review.status is ReviewStatus.prepared and review.flow_run_id == run_id
+    for path in review.files().values():
+        assert path.is_file() and path.stat().st_size > 1000, path
+    with get_engine(engine.settings.effective_database_url).connect() as conn:
+        req = conn.execute(
+            select(ApprovalRequest).where(ApprovalRequest.id == review.request_id)
+        ).one()
+    assert (req.subject, req.activity, req.flow_run_id) == (
+        f"review:{PERIOD}",
+        "management-review",
+        run_id,
+    )
+    assert "Record decisions before approving: `aims review decide" in req.details
+    shown = json.loads(cli(engine, "approvals", "show", str(req.id), "--json").stdout)
+    assert CEO in shown["approvers"] and GOV not in shown["approvers"]
+    arts = artifacts(run_id)
+    assert f"management-review-{PERIOD.lower()}" in arts
+    inputs_table = arts[f"management-review-{PERIOD.lower()}-inputs"]
+    rows = json.loads(inputs_table) if isinstance(inputs_table, str) else inputs_table
+    assert {r["input"][:2] for r in rows} == {"a)", "b)", "c)", "d)", "e)"}
+
+    # A decision taken in the meeting, then the CEO approves the minutes.
+    decided = cli(
+        engine,
+        "review",
+        "decide",
+        PERIOD,
+        "--decision",
+        "Staff the AI office",
+        "--kind",
+        "resources",
+        "--owner",
+        GOV,
+        "--due",
+        "2099-06-30",
+    )
+    assert decided.exit_code == 0, decided.output
+    approved = cli(engine, "approve", str(req.id), "--as", CEO)
+    assert approved.exit_code == 0, approved.output
+
+    done = wait_for_state(run_id, {"Completed"})
+    out = done.state.result()
+    assert out.status is ReviewStatus.approved
+    review = reviews.get_review(UnitOfWork(engine.settings), PERIOD)
+    assert review.status is ReviewStatus.approved and review.approved_at is not None
+    assert "Staff the AI office" in review.minutes
+    with get_engine(engine.settings.effective_database_url).connect() as conn:
+        minutes = conn.execute(
+            select(Evidence.kind, Evidence.subject).where(
+                Evidence.idempotency_key == f"review-{PERIOD}-minutes-{req.id}"
+            )
+        ).one()
+    assert tuple(minutes) == ("management-review", f"review:{PERIOD}")
+    # The resumed run re-ran from the top: the pack came back cached, not rewritten.
+    assert "Cached" in task_states(run_id)["prepare review pack"]
+    assert Path(review.pack_dir or "").is_dir()
+    print(f"management review start → suspended → approved: {time.monotonic() - started_at:.1f} s")
