@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fakes.slack_api import FakeSlack
@@ -22,6 +23,9 @@ from aims_core.database import initialise
 from aims_core.services.demo import load_demo
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
+
+if TYPE_CHECKING:
+    from typer.testing import Result
 
 SIGNING_SECRET = "e2e-signing-secret"
 SERVED = [
@@ -111,14 +115,88 @@ def wait_for_state(flow_run_id, names: set[str], timeout: float = 90):  # type: 
             time.sleep(0.5)
 
 
-def engine_cli(engine: Engine, *args: str):  # type: ignore[no-untyped-def]
+def engine_cli(engine: Engine, *args: str) -> Result:
     """`aims ...` in process, against the engine's database (as an operator beside it would)."""
     from typer.testing import CliRunner
 
     from aims_core.cli import app
 
-    env = {
+    env = {  # the operator's shell has the engine's configuration, Slack included
         "AIMS_DATA_DIR": str(engine.settings.data_dir),
         "AIMS_DATABASE_URL": engine.settings.effective_database_url,
+        "AIMS_SLACK_BOT_TOKEN": engine.slack.token,
+        "AIMS_SLACK_API_URL": engine.slack.base_url,
+        "AIMS_PLAYBOOKS_DIR": engine.runner.env_extra["AIMS_PLAYBOOKS_DIR"],
     }
     return CliRunner().invoke(app, list(args), env=env)
+
+
+def wait_for_pause(flow_run_id: str, key: str, timeout: float = 90):  # type: ignore[no-untyped-def]
+    """Poll until the run is suspended under `key` (each wait has its own); returns the run."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            state = run.state
+            if state and state.is_paused() and state.state_details.pause_key == key:
+                return run
+            if state and state.is_final():
+                raise AssertionError(f"run ended {state.name}: {state.message}")
+            if time.monotonic() > deadline:
+                seen = state.state_details.pause_key if state else None
+                raise AssertionError(f"run {state.name if state else None} ({seen}), not {key}")
+            time.sleep(0.5)
+
+
+def resume_with(flow_run_id: str, **run_input: Any) -> None:
+    """What the UI's Resume button sends; retried while the input schema is not saved yet
+    ("Run input schema not found" in the moment after Suspended)."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:
+            response = client.resume_flow_run(flow_run_id, run_input=run_input)
+            if response.status.value == "ACCEPT":
+                return
+            assert time.monotonic() < deadline, response.details
+            time.sleep(0.5)
+
+
+def read_run(run_id: str):  # type: ignore[no-untyped-def]
+    """The flow run and its deployment, read back through the Prefect API."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        deployment = client.read_deployment(run.deployment_id)
+    return run, deployment
+
+
+def run_artifacts(run_id: str) -> dict[str, object]:
+    """The run's artifacts' data by key (the newest wins for a key written twice)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
+    return {a.key: a.data for a in sorted(arts, key=lambda a: a.created)}
+
+
+def task_states(run_id: str) -> dict[str, list[str]]:
+    """The run's task runs' state names, by task name (without the run-count suffix)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
+    out: dict[str, list[str]] = {}
+    for t in runs:
+        out.setdefault(t.name.rsplit("-", 1)[0], []).append(t.state.name if t.state else "")
+    return out

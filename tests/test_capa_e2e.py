@@ -13,11 +13,9 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
-from prefect_fixtures import wait_for_state
+from prefect_fixtures import engine_cli, resume_with, wait_for_pause, wait_for_state
 from sqlalchemy import select, update
-from typer.testing import CliRunner
 
 from aims_core.db import get_engine
 from aims_core.models import ApprovalRequest, AuditEvent, Capa, CapaStatus, Evidence
@@ -30,58 +28,12 @@ OWNER, GOV, AUDITOR, DS = (f"{n}{D}" for n in ("ops.owner", "governance", "audit
 DUE = str(date.today() + timedelta(days=7))
 
 
-def cli(engine, *args: str):  # type: ignore[no-untyped-def]
-    from aims_core.cli import app
-
-    env = {  # the operator's shell has the engine's configuration, Slack included
-        "AIMS_DATA_DIR": str(engine.settings.data_dir),
-        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
-        "AIMS_SLACK_BOT_TOKEN": engine.slack.token,
-        "AIMS_SLACK_API_URL": engine.slack.base_url,
-    }
-    result = CliRunner().invoke(app, list(args), env=env)
-    return result
-
-
 def ok(engine, *args: str, wakes: bool = True) -> str:  # type: ignore[no-untyped-def]
-    result = cli(engine, *args)
+    result = engine_cli(engine, *args)
     assert result.exit_code == 0, result.output
     if wakes:
         assert re.search(r"flow run \S+: resumed", result.output), result.output
     return result.output
-
-
-def wait_for_pause(flow_run_id: str, key: str, timeout: float = 90):  # type: ignore[no-untyped-def]
-    """Poll until the run is suspended under `key` (each wait has its own)."""
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(flow_run_id)
-            state = run.state
-            if state and state.is_paused() and state.state_details.pause_key == key:
-                return run
-            if state and state.is_final():
-                raise AssertionError(f"run ended {state.name}: {state.message}")
-            if time.monotonic() > deadline:
-                seen = state.state_details.pause_key if state else None
-                raise AssertionError(f"run {state.name if state else None} ({seen}), not {key}")
-            time.sleep(0.5)
-
-
-def resume_with(flow_run_id: str, **run_input: Any) -> None:
-    """What the UI's Resume button sends; retried while the input schema is not saved yet."""
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + 30
-    with get_client(sync_client=True) as client:
-        while True:
-            response = client.resume_flow_run(flow_run_id, run_input=run_input)
-            if response.status.value == "ACCEPT":
-                return
-            assert time.monotonic() < deadline, response.details
-            time.sleep(0.5)
 
 
 def open_capa(engine, title: str, *extra: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
@@ -218,7 +170,7 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
     wait_for_pause(run_id, f"approval-{req.id}-round-1")
     assert capas.get_capa(UnitOfWork(settings), capa_id).status is CapaStatus.awaiting_closure
     t_approval = time.monotonic()
-    refused = cli(engine, "approve", str(req.id), "--as", OWNER)
+    refused = engine_cli(engine, "approve", str(req.id), "--as", OWNER)
     assert refused.exit_code == 2
     assert "cannot decide it" in refused.output
     ok(engine, "approve", str(req.id), "--as", GOV)

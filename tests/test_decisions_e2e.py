@@ -11,7 +11,7 @@ import uuid
 
 from fakes.slack_signing import block_actions_payload, signed_interaction
 from fastapi.testclient import TestClient
-from prefect_fixtures import SIGNING_SECRET, wait_for_state
+from prefect_fixtures import SIGNING_SECRET, engine_cli, resume_with, wait_for_state
 from prefect_harness import processes_for_flow_run
 from sqlalchemy import func, select
 
@@ -207,19 +207,6 @@ def resumes(flow_run_id) -> int:  # type: ignore[no-untyped-def]
     return sum(1 for s in states if s.name == "Resuming")
 
 
-def ui_resume(flow_run_id, **run_input) -> None:  # type: ignore[no-untyped-def]
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + 30
-    with get_client(sync_client=True) as client:
-        while True:  # "Run input schema not found" in the moment after Suspended: retry
-            response = client.resume_flow_run(flow_run_id, run_input=run_input)
-            if response.status.value == "ACCEPT":
-                return
-            assert time.monotonic() < deadline, response.details
-            time.sleep(0.5)
-
-
 def code_for(engine, request_id: int, email: str) -> str:  # type: ignore[no-untyped-def]
     from aims_core.approval_codes import personal_code
     from aims_core.models import Person
@@ -259,10 +246,10 @@ def refusals(engine, request_id: int) -> list[str]:  # type: ignore[no-untyped-d
 def test_ui_resume_counts_only_with_the_approvers_own_code(engine) -> None:
     run, req = suspended_request(engine, fraud_gate(1))
     # A wrong code, then another approver's code: refused and audited; the run waits again.
-    ui_resume(run.id, approver=GOVERNANCE, decision="approve", code="AAAAA-AAAAA")
+    resume_with(run.id, approver=GOVERNANCE, decision="approve", code="AAAAA-AAAAA")
     wait_for_state(run.id, {"Suspended"}, timeout=60)
     assert wait_until(lambda: request_row(engine, req.idempotency_key).round == 2, 30)
-    ui_resume(
+    resume_with(
         run.id, approver=GOVERNANCE, decision="approve", code=code_for(engine, req.id, COMPLIANCE)
     )
     assert wait_until(lambda: request_row(engine, req.idempotency_key).round == 3, 60)
@@ -270,7 +257,7 @@ def test_ui_resume_counts_only_with_the_approvers_own_code(engine) -> None:
     assert decisions(engine, req.id) == []
     assert refusals(engine, req.id) == ["bad-code", "bad-code"]
     # The right code: decided through the UI channel, and the run completes.
-    ui_resume(
+    resume_with(
         run.id,
         approver=GOVERNANCE,
         decision="approve",
@@ -282,20 +269,13 @@ def test_ui_resume_counts_only_with_the_approvers_own_code(engine) -> None:
 
 
 def test_cli_approval_and_a_triple_click_reach_a_2_of_3_quorum_with_one_resume(engine) -> None:
-    from typer.testing import CliRunner
-
-    from aims_core.cli import app
-
-    env = {
-        "AIMS_DATA_DIR": str(engine.settings.data_dir),
-        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
-    }
-    started = CliRunner().invoke(app, [
+    started = engine_cli(
+        engine,
         "approvals", "request", "--subject", "system:fraud-detection", "--title",
         "Deploy fraud-detection v3", "--activity", "stage-gate", "--system", "fraud-detection",
         "--role", "governance-lead", "--role", "compliance-officer", "--role", "ethics-committee",
         "--quorum", "2", "--requester", "ds.lead@northwind.example",
-    ], env=env)  # fmt: skip
+    )  # fmt: skip
     assert started.exit_code == 0, started.output
     assert (
         "started run approval system:fraud-detection: Deploy fraud-detection v3" in started.output
@@ -307,7 +287,7 @@ def test_cli_approval_and_a_triple_click_reach_a_2_of_3_quorum_with_one_resume(e
         req = conn.execute(
             select(ApprovalRequest).where(ApprovalRequest.flow_run_id == run_id)
         ).one()
-    first = CliRunner().invoke(app, ["approve", str(req.id), "--as", COMPLIANCE], env=env)
+    first = engine_cli(engine, "approve", str(req.id), "--as", COMPLIANCE)
     assert first.exit_code == 0, first.output
     assert "waiting: 1 of 2 approvals" in first.output
     time.sleep(2)  # the first approval must leave the run waiting
@@ -373,9 +353,6 @@ def test_decision_while_prefect_is_down_is_kept_and_the_reconciler_resumes_later
 def test_aims_approve_alone_resumes_the_run_and_the_form_says_what_is_decided(engine) -> None:
     from prefect.client.orchestration import get_client
     from prefect.input.run_input import keyset_from_paused_state
-    from typer.testing import CliRunner
-
-    from aims_core.cli import app
 
     run, req = suspended_request(engine, fraud_gate(1))
     with get_client(sync_client=True) as client:
@@ -385,11 +362,7 @@ def test_aims_approve_alone_resumes_the_run_and_the_form_says_what_is_decided(en
     assert "fraud-detection — risk tier **high**" in description
     assert "personal code" in description
 
-    env = {
-        "AIMS_DATA_DIR": str(engine.settings.data_dir),
-        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
-    }
-    result = CliRunner().invoke(app, ["approve", str(req.id), "--as", ETHICS], env=env)
+    result = engine_cli(engine, "approve", str(req.id), "--as", ETHICS)
     assert result.exit_code == 0, result.output
     assert f"flow run {run.id}: resumed" in result.output
     done = wait_for_state(run.id, {"Completed"})

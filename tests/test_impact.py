@@ -377,7 +377,7 @@ def test_approval_renders_the_record_and_keeps_it_as_evidence_once(
     # A retried step finds the decision applied and writes nothing more.
     again = impact.record_decision(org, out.id, actor)
     assert (again.evidence_id, again.html_evidence_id) == (out.evidence_id, out.html_evidence_id)
-    assert count(settings, Evidence) == 2
+    assert count(settings, Evidence, Evidence.kind == "impact-assessment") == 2
     assert actions(settings, out.id) == [
         "impact.started",
         "impact.answered",
@@ -412,7 +412,7 @@ def test_a_rejection_records_the_reasons_and_no_evidence(
         None,
         request.id,
     )
-    assert count(settings, Evidence) == 0
+    assert count(settings, Evidence, Evidence.kind == "impact-assessment") == 0
     with get_engine(settings.effective_database_url).connect() as conn:
         details = conn.scalar(
             select(AuditEvent.details).where(AuditEvent.action == "impact.rejected")

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prefect_fixtures import wait_for_state
+from prefect_fixtures import engine_cli, resume_with, wait_for_pause, wait_for_state
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
 from aims_core.db import get_engine
 from aims_core.impact_questionnaire import QuestionKind, questionnaire
@@ -52,51 +51,6 @@ def rest_of_answers() -> dict[str, Any]:
     return out
 
 
-def cli(engine, *args: str):  # type: ignore[no-untyped-def]
-    from aims_core.cli import app
-
-    env = {  # the operator's shell has the engine's configuration, Slack included
-        "AIMS_DATA_DIR": str(engine.settings.data_dir),
-        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
-        "AIMS_SLACK_BOT_TOKEN": engine.slack.token,
-        "AIMS_SLACK_API_URL": engine.slack.base_url,
-    }
-    return CliRunner().invoke(app, list(args), env=env)
-
-
-def wait_for_pause(flow_run_id: str, key: str, timeout: float = 90):  # type: ignore[no-untyped-def]
-    """Poll until the run is suspended under `key` (each wait has its own)."""
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(flow_run_id)
-            state = run.state
-            if state and state.is_paused() and state.state_details.pause_key == key:
-                return run
-            if state and state.is_final():
-                raise AssertionError(f"run ended {state.name}: {state.message}")
-            if time.monotonic() > deadline:
-                seen = state.state_details.pause_key if state else None
-                raise AssertionError(f"run {state.name if state else None} ({seen}), not {key}")
-            time.sleep(0.5)
-
-
-def resume_with(flow_run_id: str, **run_input: Any) -> None:
-    """What the UI's Resume button sends; retried while the input schema is not saved yet."""
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + 30
-    with get_client(sync_client=True) as client:
-        while True:
-            response = client.resume_flow_run(flow_run_id, run_input=run_input)
-            if response.status.value == "ACCEPT":
-                return
-            assert time.monotonic() < deadline, response.details
-            time.sleep(0.5)
-
-
 def test_impact_assessment_through_form_cli_and_approval(engine, tmp_path: Path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -104,7 +58,7 @@ def test_impact_assessment_through_form_cli_and_approval(engine, tmp_path: Path)
 
     settings = engine.settings
     t0 = time.monotonic()
-    started = cli(engine, "impact", "start", SYSTEM, "--assessor", ASSESSOR)
+    started = engine_cli(engine, "impact", "start", SYSTEM, "--assessor", ASSESSOR)
     assert started.exit_code == 0, started.output
     assert f"started run impact assessment {SYSTEM} (" in started.output
     run_id = started.output.split("(", 1)[1].split(")", 1)[0]
@@ -133,7 +87,7 @@ def test_impact_assessment_through_form_cli_and_approval(engine, tmp_path: Path)
     # The rest from a file: recorded, and the run is woken since nothing required is missing.
     answers_file = tmp_path / "answers.yaml"
     answers_file.write_text(yaml.safe_dump(rest_of_answers()))
-    answered = cli(engine, "impact", "answer", str(a.id), "--file", str(answers_file))
+    answered = engine_cli(engine, "impact", "answer", str(a.id), "--file", str(answers_file))
     assert answered.exit_code == 0, answered.output
     assert "19 of 19 required questions answered" in answered.output
     assert f"flow run {run_id}: resumed" in answered.output
@@ -150,10 +104,10 @@ def test_impact_assessment_through_form_cli_and_approval(engine, tmp_path: Path)
             conn.rollback()
     wait_for_pause(run_id, f"approval-{req.id}-round-1")
     t_approval = time.monotonic()
-    refused = cli(engine, "approve", str(req.id), "--as", ASSESSOR)
+    refused = engine_cli(engine, "approve", str(req.id), "--as", ASSESSOR)
     assert refused.exit_code == 2
     assert "cannot decide it" in refused.output
-    approved = cli(engine, "approve", str(req.id), "--as", ETHICS)
+    approved = engine_cli(engine, "approve", str(req.id), "--as", ETHICS)
     assert approved.exit_code == 0, approved.output
     assert f"flow run {run_id}: resumed" in approved.output
 

@@ -23,13 +23,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import typer
-from prefect_fixtures import wait_for_state
+from prefect_fixtures import (
+    engine_cli,
+    read_run,
+    resume_with,
+    task_states,
+    wait_for_pause,
+    wait_for_state,
+)
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from aims_core.cli import drill_cmd
-from aims_core.cli._base import AimsGroup
 from aims_core.db import get_engine
 from aims_core.models import ApprovalRequest, Capa, HookRun, Notification
 from aims_core.playbooks import response_run
@@ -87,61 +90,6 @@ def fired(log: Path, incident_id: int) -> list[str]:
     return [line for line in lines if line.split(" ", 1)[0] == str(incident_id)]
 
 
-def cli(engine, *args: str):  # type: ignore[no-untyped-def]
-    from aims_core.cli import app
-
-    return CliRunner().invoke(app, list(args), env=_env(engine))
-
-
-def my_cli(engine, *args: str):  # type: ignore[no-untyped-def]
-    """`aims incident drill|resume` until the CLI root registers them."""
-    app = typer.Typer(cls=AimsGroup)
-    app.command("drill")(drill_cmd.drill)
-    app.command("resume")(drill_cmd.resume)
-    return CliRunner().invoke(app, list(args), env=_env(engine))
-
-
-def _env(engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {  # the operator's shell has the engine's configuration
-        "AIMS_DATA_DIR": str(engine.settings.data_dir),
-        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
-        "AIMS_SLACK_BOT_TOKEN": engine.slack.token,
-        "AIMS_SLACK_API_URL": engine.slack.base_url,
-        "AIMS_PLAYBOOKS_DIR": engine.runner.env_extra["AIMS_PLAYBOOKS_DIR"],
-    }
-
-
-def wait_for_pause(flow_run_id: str, key: str, timeout: float = 90):  # type: ignore[no-untyped-def]
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            state = client.read_flow_run(flow_run_id).state
-            if state and state.is_paused() and state.state_details.pause_key == key:
-                return
-            if state and state.is_final():
-                raise AssertionError(f"run ended {state.name}: {state.message}")
-            if time.monotonic() > deadline:
-                seen = state.state_details.pause_key if state else None
-                raise AssertionError(f"run {state.name if state else None} ({seen}), not {key}")
-            time.sleep(0.5)
-
-
-def resume_with(flow_run_id: str, **run_input: Any) -> None:
-    """What the UI's Resume button sends; retried while the input schema is not saved yet."""
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + 30
-    with get_client(sync_client=True) as client:
-        while True:
-            response = client.resume_flow_run(flow_run_id, run_input=run_input)
-            if response.status.value == "ACCEPT":
-                return
-            assert time.monotonic() < deadline, response.details
-            time.sleep(0.5)
-
-
 def row(engine, stmt, timeout: float = 60) -> Any:  # type: ignore[no-untyped-def]
     """The one row `stmt` selects, once it exists."""
     deadline = time.monotonic() + timeout
@@ -151,28 +99,6 @@ def row(engine, stmt, timeout: float = 60) -> Any:  # type: ignore[no-untyped-de
             time.sleep(0.5)
             conn.rollback()
         return found
-
-
-def read_run(run_id: str):  # type: ignore[no-untyped-def]
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(run_id)
-        return run, client.read_deployment(run.deployment_id)
-
-
-def task_states(run_id: str) -> dict[str, list[str]]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
-        )
-    out: dict[str, list[str]] = {}
-    for t in runs:
-        out.setdefault(t.name.rsplit("-", 1)[0], []).append(t.state.name if t.state else "")
-    return out
 
 
 def start(incident) -> str:  # type: ignore[no-untyped-def]
@@ -238,7 +164,7 @@ def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> Non
     wait_for_pause(run_id, f"approval-{req.id}-round-1")
     t_approval = time.monotonic()
     assert fired(log, i) == []
-    approved = cli(engine, "approve", str(req.id), "--as", SECURITY)
+    approved = engine_cli(engine, "approve", str(req.id), "--as", SECURITY)
     assert approved.exit_code == 0, approved.output
 
     # 2. Hook fired once; the run asks whether this is a serious incident (its form, as the UI).
@@ -249,7 +175,7 @@ def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> Non
     # 3. Root cause from the CLI: recording it wakes the waiting run.
     wait_for_pause(run_id, f"incident-{i}-rca-round-1")
     t_rca = time.monotonic()
-    rca = cli(
+    rca = engine_cli(
         engine,
         "incident",
         "rca",
@@ -298,16 +224,16 @@ def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> Non
     )
     assert closure.subject == f"incident:{i}"
     wait_for_pause(run_id, f"approval-{closure.id}-round-1")
-    refused = cli(engine, "approve", str(closure.id), "--as", CEO)
+    refused = engine_cli(engine, "approve", str(closure.id), "--as", CEO)
     assert refused.exit_code == 2 and "not an eligible approver" in refused.output
-    rejected = cli(
+    rejected = engine_cli(
         engine, "reject", str(closure.id), "--as", COMPLIANCE, "--comment", "Attach the metrics"
     )
     assert rejected.exit_code == 0, rejected.output
 
     # 6. Rejected: the run waits for the amendment, then asks again under a new request.
     wait_for_pause(run_id, f"incident-{i}-closure-1-amend")
-    woken = my_cli(engine, "resume", str(i))
+    woken = engine_cli(engine, "incident", "resume", str(i))
     assert f"flow run {run_id}: resumed" in woken.output, woken.output
     again = row(
         engine,
@@ -315,7 +241,7 @@ def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> Non
     )
     wait_for_pause(run_id, f"approval-{again.id}-round-1")
     t_closure = time.monotonic()
-    closed = cli(engine, "approve", str(again.id), "--as", GOVERNANCE)
+    closed = engine_cli(engine, "approve", str(again.id), "--as", GOVERNANCE)
     assert closed.exit_code == 0, closed.output
 
     done = wait_for_state(run_id, {"Closed"})
@@ -391,7 +317,9 @@ def test_a_drill_rehearses_the_playbook_and_fires_nothing(engine) -> None:
     settings = engine.settings
     log = install_test_playbook(engine)
     t0 = time.monotonic()
-    started = my_cli(engine, "drill", "--playbook", "bias", "--system", SYSTEM, "--unattended")
+    started = engine_cli(
+        engine, "incident", "drill", "--playbook", "bias", "--system", SYSTEM, "--unattended"
+    )
     assert started.exit_code == 0, started.output
     run_id = started.output.split("started run ", 1)[1].split("(", 1)[1].split(")", 1)[0]
     i = int(started.output.split("drill incident ", 1)[1].split(":", 1)[0])

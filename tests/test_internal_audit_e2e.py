@@ -12,9 +12,8 @@ from __future__ import annotations
 import re
 import time
 
-from prefect_fixtures import wait_for_state
+from prefect_fixtures import engine_cli, wait_for_pause, wait_for_state
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from aims_core.db import get_engine
 from aims_core.models import AuditStatus, Evidence
@@ -25,37 +24,11 @@ from aims_core.uow import UnitOfWork
 CEO = "ceo@northwind.example"
 
 
-def cli(engine, *args: str):  # type: ignore[no-untyped-def]
-    from aims_core.cli import app
-
-    env = {
-        "AIMS_DATA_DIR": str(engine.settings.data_dir),
-        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
-        "AIMS_SLACK_BOT_TOKEN": engine.slack.token,
-        "AIMS_SLACK_API_URL": engine.slack.base_url,
-    }
-    result = CliRunner().invoke(app, list(args), env=env)
+def ok(engine, *args: str) -> str:  # type: ignore[no-untyped-def]
+    """`aims ...` that must succeed; its output."""
+    result = engine_cli(engine, *args)
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def wait_for_pause(flow_run_id: str, key: str, timeout: float = 90):  # type: ignore[no-untyped-def]
-    """Poll until the run is suspended under `key`."""
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(flow_run_id)
-            state = run.state
-            if state and state.is_paused() and state.state_details.pause_key == key:
-                return run
-            if state and state.is_final():
-                raise AssertionError(f"run ended {state.name}: {state.message}")
-            if time.monotonic() > deadline:
-                seen = state.state_details.pause_key if state else None
-                raise AssertionError(f"run {state.name if state else None} ({seen}), not {key}")
-            time.sleep(0.5)
 
 
 def test_audit_run_from_fieldwork_to_approved_report(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -67,7 +40,7 @@ def test_audit_run_from_fieldwork_to_approved_report(engine, tmp_path) -> None: 
     assert a.status is AuditStatus.planned and a.auditor and a.systems
     control, system = a.scope[-1], a.systems[0]
 
-    out = cli(engine, "audit", "start", str(a.id))
+    out = ok(engine, "audit", "start", str(a.id))
     name = f"audit {a.period}: {len(a.scope)} requirements (auditor {a.auditor_name})"
     m = re.search(rf"started run {re.escape(name)} \(([0-9a-f-]{{36}})\)", out)
     assert m, out
@@ -75,7 +48,7 @@ def test_audit_run_from_fieldwork_to_approved_report(engine, tmp_path) -> None: 
     wait_for_pause(run_id, f"audit-{a.id}-fieldwork-1-r1")
     assert audits.get_audit(uow, a.id).status is AuditStatus.in_progress
 
-    out = cli(
+    out = ok(
         engine,
         "audit",
         "finding",
@@ -90,7 +63,7 @@ def test_audit_run_from_fieldwork_to_approved_report(engine, tmp_path) -> None: 
         system,
     )
     capa_id = int(re.search(r"opened CAPA (\d+)", out).group(1))  # type: ignore[union-attr]
-    assert "resumed" in cli(engine, "audit", "complete", str(a.id))
+    assert "resumed" in ok(engine, "audit", "complete", str(a.id))
 
     # The run starts the CAPA's run, records the report and waits for its approval.
     deadline = time.monotonic() + 90
@@ -110,7 +83,7 @@ def test_audit_run_from_fieldwork_to_approved_report(engine, tmp_path) -> None: 
     assert (c.source, c.control_id, c.system) == ("audit-finding", control, system)
     assert c.flow_run_id  # the CAPA's own deployment run, started by the audit run
 
-    cli(engine, "approve", str(request_id), "--as", CEO)
+    ok(engine, "approve", str(request_id), "--as", CEO)
     done = wait_for_state(run_id, {"Completed"})
     result = done.state.result()
     assert (result.status, result.capa_ids, result.approvals) == ("closed", [capa_id], [CEO])
@@ -123,7 +96,7 @@ def test_audit_run_from_fieldwork_to_approved_report(engine, tmp_path) -> None: 
     assert kinds == ["audit-report", "audit-report", "decision"]
 
     # The report on demand, with the approval's outcome.
-    out = cli(engine, "audit", "report", str(a.id), "--output", str(tmp_path))
+    out = ok(engine, "audit", "report", str(a.id), "--output", str(tmp_path))
     html = (tmp_path / f"audit-{a.id}-report.html").read_text()
     assert "approved by ceo@northwind.example" in html and "Monitoring alerts" in html
     assert (tmp_path / f"audit-{a.id}-report.md").is_file()

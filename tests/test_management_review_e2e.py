@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from prefect_fixtures import wait_for_state
+from prefect_fixtures import engine_cli, run_artifacts, task_states, wait_for_state
 from sqlalchemy import select
 
 from aims_core.db import get_engine
@@ -25,46 +25,9 @@ CEO = "ceo@northwind.example"
 GOV = "governance@northwind.example"
 
 
-def cli(engine, *args: str):  # type: ignore[no-untyped-def]
-    from typer.testing import CliRunner
-
-    from aims_core.cli import app
-
-    env = {
-        "AIMS_DATA_DIR": str(engine.settings.data_dir),
-        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
-    }
-    return CliRunner().invoke(app, list(args), env=env)
-
-
-def artifacts(run_id: str) -> dict[str, object]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
-        )
-    return {a.key: a.data for a in sorted(arts, key=lambda a: a.created)}
-
-
-def task_states(run_id: str) -> dict[str, list[str]]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
-        )
-    out: dict[str, list[str]] = {}
-    for t in runs:
-        out.setdefault(t.name.rsplit("-", 1)[0], []).append(t.state.name if t.state else "")
-    return out
-
-
 def test_the_review_run_waits_for_the_ceo_to_approve_the_minutes(engine) -> None:
     started_at = time.monotonic()
-    result = cli(engine, "review", "start", "--period", PERIOD)
+    result = engine_cli(engine, "review", "start", "--period", PERIOD)
     assert result.exit_code == 0, result.output
     assert f"started run management review {PERIOD}" in result.stdout
     run_id = result.stdout.split("(", 1)[1].split(")", 1)[0]
@@ -86,16 +49,16 @@ def test_the_review_run_waits_for_the_ceo_to_approve_the_minutes(engine) -> None
         run_id,
     )
     assert "Record decisions before approving: `aims review decide" in req.details
-    shown = json.loads(cli(engine, "approvals", "show", str(req.id), "--json").stdout)
+    shown = json.loads(engine_cli(engine, "approvals", "show", str(req.id), "--json").stdout)
     assert CEO in shown["approvers"] and GOV not in shown["approvers"]
-    arts = artifacts(run_id)
+    arts = run_artifacts(run_id)
     assert f"management-review-{PERIOD.lower()}" in arts
     inputs_table = arts[f"management-review-{PERIOD.lower()}-inputs"]
     rows = json.loads(inputs_table) if isinstance(inputs_table, str) else inputs_table
     assert {r["input"][:2] for r in rows} == {"a)", "b)", "c)", "d)", "e)"}
 
     # A decision taken in the meeting, then the CEO approves the minutes.
-    decided = cli(
+    decided = engine_cli(
         engine,
         "review",
         "decide",
@@ -110,7 +73,7 @@ def test_the_review_run_waits_for_the_ceo_to_approve_the_minutes(engine) -> None
         "2099-06-30",
     )
     assert decided.exit_code == 0, decided.output
-    approved = cli(engine, "approve", str(req.id), "--as", CEO)
+    approved = engine_cli(engine, "approve", str(req.id), "--as", CEO)
     assert approved.exit_code == 0, approved.output
 
     done = wait_for_state(run_id, {"Completed"})

@@ -14,9 +14,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from prefect_fixtures import wait_for_state
+from prefect_fixtures import engine_cli, wait_for_state
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from aims_core.db import get_engine
 from aims_core.models import ApprovalRequest, Evidence, PolicyVersionStatus
@@ -32,8 +31,6 @@ def test_a_new_policy_version_is_approved_through_the_approval_service(
     engine,  # type: ignore[no-untyped-def]
     tmp_path: Path,
 ) -> None:
-    from aims_core.cli import app
-
     settings, actor = engine.settings, Actor(who="e2e", channel="test")
     uow = UnitOfWork(settings)
     policies.add_policy(uow, {"key": KEY, "title": "Data policy", "owner": GOV}, actor)
@@ -44,17 +41,9 @@ def test_a_new_policy_version_is_approved_through_the_approval_service(
     body = "# Data policy\n\nv2: training data provenance is recorded for every model.\n"
     text = tmp_path / "v2.md"
     text.write_text(body)
-    env = {
-        "AIMS_DATA_DIR": str(settings.data_dir),
-        "AIMS_DATABASE_URL": settings.effective_database_url,
-        "AIMS_SLACK_BOT_TOKEN": engine.slack.token,
-        "AIMS_SLACK_API_URL": engine.slack.base_url,
-    }
     t0 = time.monotonic()
-    started = CliRunner().invoke(
-        app,
-        ["policy", "propose", KEY, "--file", str(text), "--note", "Provenance", "--as", GOV],
-        env=env,
+    started = engine_cli(
+        engine, "policy", "propose", KEY, "--file", str(text), "--note", "Provenance", "--as", GOV
     )
     assert started.exit_code == 0, started.output
     assert f"started run policy {KEY} v2 approval" in started.output
@@ -71,7 +60,7 @@ def test_a_new_policy_version_is_approved_through_the_approval_service(
     assert req.activity == "policy"
     assert policies.get_policy(uow, KEY).status == PolicyVersionStatus.in_approval
 
-    approved = CliRunner().invoke(app, ["approve", str(req.id), "--as", CEO], env=env)
+    approved = engine_cli(engine, "approve", str(req.id), "--as", CEO)
     assert approved.exit_code == 0, approved.output
     done = wait_for_state(run.id, {"Completed"})
     elapsed = time.monotonic() - t0

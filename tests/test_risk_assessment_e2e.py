@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from prefect_fixtures import wait_for_state
+from prefect_fixtures import engine_cli, read_run, task_states, wait_for_state
 from sqlalchemy import select, update
 
 from aims_core.db import get_engine, session_factory
@@ -35,18 +35,6 @@ DS = "ds.lead@northwind.example"
 ACTOR = Actor(who="e2e", channel="test")
 
 
-def cli(engine, *args: str):  # type: ignore[no-untyped-def]
-    from typer.testing import CliRunner
-
-    from aims_core.cli import app
-
-    env = {
-        "AIMS_DATA_DIR": str(engine.settings.data_dir),
-        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
-    }
-    return CliRunner().invoke(app, list(args), env=env)
-
-
 def run_id_of(output: str) -> str:
     return output.split("started run ", 1)[1].split("(")[-1].split(")", 1)[0]
 
@@ -64,15 +52,6 @@ def put_in_operation(engine) -> None:  # type: ignore[no-untyped-def]
             .values(lifecycle_stage=LifecycleStage.operation, reapproval_stage=None)
         )
         s.commit()
-
-
-def read_run(run_id: str):  # type: ignore[no-untyped-def]
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(run_id)
-        deployment = client.read_deployment(run.deployment_id)
-    return run, deployment
 
 
 def table_artifact(run_id: str) -> list[dict[str, Any]]:
@@ -93,20 +72,6 @@ def table_artifact(run_id: str) -> list[dict[str, Any]]:
     return json.loads(data) if isinstance(data, str) else data
 
 
-def task_states(run_id: str) -> dict[str, list[str]]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
-        )
-    out: dict[str, list[str]] = {}
-    for t in runs:
-        out.setdefault(t.name.rsplit("-", 1)[0], []).append(t.state.name if t.state else "")
-    return out
-
-
 def test_data_drift_on_a_high_risk_system_in_operation_starts_its_reassessment(engine) -> None:
     started_at = time.monotonic()
     put_in_operation(engine)
@@ -123,7 +88,7 @@ def test_data_drift_on_a_high_risk_system_in_operation_starts_its_reassessment(e
         ACTOR,
     )  # fmt: skip
 
-    result = cli(
+    result = engine_cli(
         engine, "systems", "event", SYSTEM, "--kind", "data-drift", "--details", "PSI 0.31"
     )
     assert result.exit_code == 0, result.output
@@ -177,7 +142,7 @@ def test_a_risk_accepted_above_appetite_waits_for_an_eligible_approver(engine) -
         ACTOR,
     )
 
-    result = cli(engine, "risks", "assess", SYSTEM)
+    result = engine_cli(engine, "risks", "assess", SYSTEM)
     assert result.exit_code == 0, result.output
     run_id = run_id_of(result.stdout)
     wait_for_state(run_id, {"Suspended"})
@@ -198,9 +163,9 @@ def test_a_risk_accepted_above_appetite_waits_for_an_eligible_approver(engine) -
     assert waiting["status"] == f"awaiting-acceptance (request {req.id})"
 
     # The CEO is not an eligible approver here (only Informed in the risk-assessment RACI).
-    refused = cli(engine, "approve", str(req.id), "--as", CEO)
+    refused = engine_cli(engine, "approve", str(req.id), "--as", CEO)
     assert refused.exit_code == 2, refused.output
-    approved = cli(engine, "approve", str(req.id), "--as", GOVERNANCE)
+    approved = engine_cli(engine, "approve", str(req.id), "--as", GOVERNANCE)
     assert approved.exit_code == 0, approved.output
     assert "resumed" in approved.stdout
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from prefect_fixtures import wait_for_state
+from prefect_fixtures import engine_cli, wait_for_state
 from sqlalchemy import select, update
-from typer.testing import CliRunner, Result
 
 from aims_core.db import get_engine, session_factory
 from aims_core.models import AISystem, ApprovalRequest, GateReview, LifecycleStage
@@ -28,18 +27,8 @@ GOV, COMPLIANCE, ETHICS, OPS = (
 OPS_SLACK = "U0DEMO005"  # Jonas Berg, owner of fraud-detection and marketing-recommender
 
 
-def aims(engine, *args: str) -> Result:  # type: ignore[no-untyped-def]
-    from aims_core.cli import app
-
-    env = {
-        "AIMS_DATA_DIR": str(engine.settings.data_dir),
-        "AIMS_DATABASE_URL": engine.settings.effective_database_url,
-    }
-    return CliRunner().invoke(app, list(args), env=env)
-
-
 def request_gate(engine, system: str, to: str, requester: str) -> str:  # type: ignore[no-untyped-def]
-    out = aims(engine, "gate", "request", system, "--to", to, "--requester", requester)
+    out = engine_cli(engine, "gate", "request", system, "--to", to, "--requester", requester)
     assert out.exit_code == 0, out.output
     run_id = out.output.split("(", 1)[1].split(")", 1)[0]
     assert f"/runs/flow-run/{run_id}" in out.output
@@ -163,12 +152,12 @@ def test_high_risk_development_gate_needs_the_impact_assessment_and_two_approver
     assert request is not None and request.quorum == 2
     assert ia in request.evidence_ids
 
-    refused = aims(engine, "approve", str(request.id), "--as", GOV)
+    refused = engine_cli(engine, "approve", str(request.id), "--as", GOV)
     assert refused.exit_code != 0
     assert "cannot decide it" in refused.output
-    first = aims(engine, "approve", str(request.id), "--as", COMPLIANCE)
+    first = engine_cli(engine, "approve", str(request.id), "--as", COMPLIANCE)
     assert first.exit_code == 0 and "waiting: 1 of 2 approvals" in first.output
-    second = aims(engine, "approve", str(request.id), "--as", ETHICS)
+    second = engine_cli(engine, "approve", str(request.id), "--as", ETHICS)
     assert second.exit_code == 0 and "resumed" in second.output, second.output
 
     done = wait_for_state(run_id, {"Approved"})
@@ -197,7 +186,7 @@ def test_minimal_risk_passes_with_one_approver(engine) -> None:  # type: ignore[
     wait_for_state(run_id, {"Suspended"})
     request = request_for(engine, review_of(engine, run_id).id)
     assert request is not None and request.quorum == 1
-    approved = aims(engine, "approve", str(request.id), "--as", GOV)
+    approved = engine_cli(engine, "approve", str(request.id), "--as", GOV)
     assert approved.exit_code == 0, approved.output
     done = wait_for_state(run_id, {"Approved"})
     assert done.state.result().approvals == [GOV]
@@ -229,7 +218,7 @@ def test_a_rejection_keeps_the_stage_and_tells_the_owner_in_slack(engine) -> Non
     wait_for_state(run_id, {"Suspended"})
     request = request_for(engine, review_of(engine, run_id).id)
     assert request is not None
-    rejected = aims(
+    rejected = engine_cli(
         engine, "reject", str(request.id), "--as", ETHICS, "--comment", "fairness gap in group B"
     )
     assert rejected.exit_code == 0, rejected.output
@@ -262,6 +251,6 @@ def test_a_gate_nobody_can_approve_ends_refused_and_blocks_nothing(engine) -> No
     request = request_for(engine, review_of(engine, run_id).id)
     assert request is not None
     for who in (GOV, COMPLIANCE):
-        assert aims(engine, "approve", str(request.id), "--as", who).exit_code == 0
+        assert engine_cli(engine, "approve", str(request.id), "--as", who).exit_code == 0
     wait_for_state(run_id, {"Approved"})
     assert stage_of(engine, "fraud-detection") is S.operation
