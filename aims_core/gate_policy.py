@@ -24,7 +24,7 @@ from aims_core import catalog
 from aims_core.errors import AimsError
 from aims_core.models import ControlKind, LifecycleStage, RiskTier
 from aims_core.settings import Settings
-from aims_core.yaml_places import Place, problem_at
+from aims_core.yaml_places import Place, load_located, problem_at, syntax_problem
 
 __all__ = [
     "GATES",
@@ -171,13 +171,9 @@ def _cached_file(path: Path, stamp: int) -> GatePolicy:
 
 def parse_policy(text: str, source: str) -> GatePolicy:
     try:
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text)
+        raw, root = load_located(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise GatePolicyError(source, [f"{where}not valid YAML: {problem}"]) from None
+        raise GatePolicyError(source, [syntax_problem(exc)]) from None
     if not isinstance(raw, dict):
         raise GatePolicyError(source, ["the file must be a mapping with a 'gates' key"])
     try:

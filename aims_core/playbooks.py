@@ -44,7 +44,7 @@ from aims_core import catalog
 from aims_core.errors import AimsError, NotFound
 from aims_core.models import LifecycleStage, RiskTier
 from aims_core.settings import Settings
-from aims_core.yaml_places import Place, line_of, path_of, problem_at
+from aims_core.yaml_places import Place, line_of, load_located, path_of, problem_at, syntax_problem
 
 __all__ = [
     "DEPLOYMENT",
@@ -607,13 +607,9 @@ def parse_playbook(
             source, [f"'{playbook_id}' is not a playbook id (like bias, data-issue)"]
         )
     try:
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text)
+        raw, root = load_located(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PlaybookError(source, [f"{where}not valid YAML: {problem}"]) from None
+        raise PlaybookError(source, [syntax_problem(exc)]) from None
     if not isinstance(raw, dict):
         raise PlaybookError(source, ["the file must be a mapping (title, steps, notify, ...)"])
     try:

@@ -44,3 +44,16 @@ def line_of(root: yaml.Node | None, place: Place) -> int | None:
         else:
             break
     return line
+
+
+def load_located(text: str) -> tuple[Any, yaml.Node | None]:
+    """The document and its node tree (whose marks give the lines); raises yaml.YAMLError."""
+    return yaml.safe_load(text), yaml.compose(text)
+
+
+def syntax_problem(exc: yaml.YAMLError) -> str:
+    """`line 3: not valid YAML: mapping values are not allowed here`."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{where}not valid YAML: {problem}"

@@ -34,6 +34,7 @@ from aims_core.services.capa import FISHBONE, CapaOut, CapaResult, WaitStep
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import request_approval
+from tasks.run_tags import tag_this_run
 
 FLOW_ACTOR = Actor(who="flow:capa", channel="flow")
 #: The UI form cannot tell who typed it: what comes from it is recorded as coming from the UI.
@@ -318,13 +319,7 @@ def _run_name() -> str:
 
 def _tag_run(c: CapaOut) -> None:
     """Tags for the UI's filters, however the run was started (CLI, incident flow, UI)."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        tags = client.read_flow_run(flow_run.id).tags
-        missing = [t for t in capas.run_tags(c) if t not in tags]
-        if missing:
-            client.update_flow_run(flow_run.id, tags=[*tags, *missing])
+    tag_this_run(capas.run_tags(c))
 
 
 @flow(name="capa", flow_run_name=_run_name, log_prints=True)

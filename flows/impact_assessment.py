@@ -35,6 +35,7 @@ from aims_core.services.impact import ImpactAssessmentOut, ImpactResult
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import ApprovalOutcome, request_approval
+from tasks.run_tags import tag_this_run
 
 FLOW_ACTOR = Actor(who="flow", channel="flow")
 #: The UI form cannot tell who typed it: answers from it are recorded as coming from the UI.
@@ -230,13 +231,7 @@ def _run_name() -> str:
 
 def _tag_run(system: str, tier: str) -> None:
     """Tag the run with its system and tier however it was started (CLI, UI, API)."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(flow_run.id)
-        missing = [t for t in ("impact-assessment", system, tier) if t not in run.tags]
-        if missing:
-            client.update_flow_run(flow_run.id, tags=[*run.tags, *missing])
+    tag_this_run(("impact-assessment", system, tier))
 
 
 def _summary(result: ImpactResult, out: ImpactAssessmentOut, outcome: ApprovalOutcome) -> str:

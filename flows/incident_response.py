@@ -69,6 +69,7 @@ from aims_core.services.systems import get_system, show_system
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import ApprovalOutcome, request_approval
+from tasks.run_tags import tag_this_run
 
 ACTOR = Actor(who="flow:incident-response", channel="flow")
 #: The UI form cannot tell who typed it: answers from it are recorded as coming from the UI.
@@ -897,8 +898,6 @@ def _run_name() -> str:
 
 def _tag_run(r: ResponsePlan) -> None:
     """Tags for the UI's filters, however the run was started (CLI, intake, UI)."""
-    from prefect.client.orchestration import get_client
-
     from aims_core.playbooks import response_run
 
     s = r.situation
@@ -911,10 +910,7 @@ def _tag_run(r: ResponsePlan) -> None:
         playbook=s.playbook,
         drill=s.drill,
     ).tags
-    with get_client(sync_client=True) as client:
-        tags = client.read_flow_run(flow_run.id).tags
-        if not set(wanted) <= set(tags):
-            client.update_flow_run(flow_run.id, tags=[*tags, *(t for t in wanted if t not in tags)])
+    tag_this_run(wanted)
 
 
 @flow(name="incident-response", flow_run_name=_run_name, log_prints=True)

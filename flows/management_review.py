@@ -23,6 +23,7 @@ from aims_core.services.reviews import ReviewInputs, ReviewOut
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import open_request, request_approval
+from tasks.run_tags import tag_this_run
 
 ACTOR = Actor(who="flow:management-review", channel="flow")
 
@@ -45,13 +46,7 @@ def _run_name() -> str:
 
 def _tag_run(period: str) -> None:
     """Tag the run with its period however it was started (schedule, CLI, UI)."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(flow_run.id)
-        missing = [t for t in ("management-review", period) if t not in run.tags]
-        if missing:
-            client.update_flow_run(flow_run.id, tags=[*run.tags, *missing])
+    tag_this_run(("management-review", period))
 
 
 @task(name="prepare review pack", persist_result=True)

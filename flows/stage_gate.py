@@ -25,6 +25,7 @@ from aims_core.services.gates import Checklist, GateReviewOut
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import request_approval
+from tasks.run_tags import tag_this_run
 
 ACTOR = Actor(who="flow:stage-gate", channel="flow")
 
@@ -141,13 +142,7 @@ def _approval_request(review: GateReviewOut, requester: str | None) -> ApprovalR
 
 def _tag_run(checklist: Checklist) -> None:
     """Tags for the UI's filters (also on runs started from the UI, not only by the CLI)."""
-    from prefect.client.orchestration import get_client
-
-    wanted = {"gate", checklist.system, f"tier:{checklist.tier.value}"}
-    with get_client(sync_client=True) as client:
-        tags = set(client.read_flow_run(flow_run.id).tags)
-        if not wanted <= tags:
-            client.update_flow_run(flow_run.id, tags=sorted(tags | wanted))
+    tag_this_run(("gate", checklist.system, f"tier:{checklist.tier.value}"))
 
 
 def _end(review: GateReviewOut) -> State:

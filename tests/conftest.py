@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from aims_core.database import initialise
 from aims_core.db import dispose_engine, get_engine
 from aims_core.settings import Settings
-from aims_core.uow import Actor
+from aims_core.uow import Actor, UnitOfWork
 
 pytest_plugins = ["prefect_fixtures"]
 
@@ -124,6 +124,15 @@ def settings(
 @pytest.fixture
 def actor() -> Actor:
     return TEST_ACTOR
+
+
+@pytest.fixture
+def org(settings: Settings, actor: Actor) -> UnitOfWork:
+    """The demo organisation (Northwind Lending) in the test's database."""
+    from aims_core.services.demo import load_demo
+
+    load_demo(UnitOfWork(settings), actor)
+    return UnitOfWork(settings)
 
 
 @pytest.fixture

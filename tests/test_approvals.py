@@ -16,14 +16,15 @@ from typing import Any
 import pytest
 import typer
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from records import count
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from aims_core.approval_codes import code_hash, personal_code
 from aims_core.cli import approvals_cmd
 from aims_core.cli._base import AimsGroup
-from aims_core.db import get_engine, is_sqlite, session_factory
+from aims_core.db import is_sqlite, session_factory
 from aims_core.errors import Conflict, InvalidInput, NotFound
 from aims_core.models import (
     ApprovalApprover,
@@ -38,7 +39,6 @@ from aims_core.schemas import RaciIn
 from aims_core.services import approvals as ap
 from aims_core.services import raci
 from aims_core.services.approvals import ApprovalRequestIn, DecisionIn, Refused
-from aims_core.services.demo import load_demo
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 
@@ -51,11 +51,6 @@ SLACK = Actor(who="slack:U0DEMO003", channel="slack")
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def count(settings: Settings, model: Any, *where: Any) -> int:
-    with get_engine(settings.effective_database_url).connect() as conn:
-        return conn.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 def audits(settings: Settings, action: str) -> list[AuditEvent]:
@@ -90,12 +85,6 @@ def gate(**changes: Any) -> ApprovalRequestIn:
 def decision(request_id: int, person: str, outcome: str = "approve", **kw: Any) -> DecisionIn:
     comment = kw.pop("comment", "not fit for deployment" if outcome == "reject" else "")
     return DecisionIn(request_id=request_id, person=person, outcome=outcome, comment=comment, **kw)
-
-
-@pytest.fixture
-def org(settings: Settings, actor: Actor) -> UnitOfWork:
-    load_demo(UnitOfWork(settings), actor)
-    return UnitOfWork(settings)
 
 
 @pytest.fixture

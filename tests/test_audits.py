@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from records import count
+from sqlalchemy import select
 
 from aims_core.db import get_engine
 from aims_core.errors import Conflict, InvalidInput
@@ -32,7 +32,6 @@ from aims_core.models import (
 from aims_core.services import approvals, audits
 from aims_core.services import capa as capas
 from aims_core.services.audits import AuditOut, AuditPolicyInvalid, ProgrammeOut
-from aims_core.services.demo import load_demo
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 
@@ -40,17 +39,6 @@ D = "@northwind.example"
 OLU, HANA, CEO, GOV, CREDIT_OWNER = (
     f"{n}{D}" for n in ("auditor", "contract.auditor", "ceo", "governance", "credit.owner")
 )
-
-
-@pytest.fixture
-def org(settings: Settings, actor: Actor) -> UnitOfWork:
-    load_demo(UnitOfWork(settings), actor)
-    return UnitOfWork(settings)
-
-
-def count(settings: Settings, model: Any, *where: Any) -> int:
-    with get_engine(settings.effective_database_url).connect() as conn:
-        return conn.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 def footprint(settings: Settings) -> tuple[int, ...]:

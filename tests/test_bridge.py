@@ -31,12 +31,13 @@ from fakes.slack_api import FakeSlack, fake_slack, slack_settings
 from fakes.slack_signing import block_actions_payload, encode_interaction, sign, signed_interaction
 from fakes.socket_mode_server import FakeSocketModeServer
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from records import count
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from aims_core.cli import bridge_cmd
 from aims_core.cli._base import AimsGroup
-from aims_core.db import dispose_engine, get_engine, session_factory
+from aims_core.db import dispose_engine, session_factory
 from aims_core.models import ApprovalRequest, ApprovalStatus, AuditEvent, Decision, Outcome
 from aims_core.services import approvals, outbox
 from aims_core.services.demo import load_demo
@@ -111,11 +112,6 @@ def make_request(settings: Settings, quorum: int = 1, key: str = "gate-1") -> in
         Actor(who="flow", channel="flow"),
     )
     return out.id
-
-
-def count(settings: Settings, model: Any, *where: Any) -> int:
-    with get_engine(settings.effective_database_url).connect() as conn:
-        return conn.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 def decisions(settings: Settings) -> list[Decision]:

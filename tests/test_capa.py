@@ -13,7 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from records import count
+from sqlalchemy import select
 
 from aims_core.db import get_engine
 from aims_core.errors import Conflict, InvalidInput, NotFound
@@ -22,7 +23,6 @@ from aims_core.services import approvals
 from aims_core.services import capa as capas
 from aims_core.services.approvals import DecisionIn
 from aims_core.services.capa import CapaOut, CapaPolicyInvalid
-from aims_core.services.demo import load_demo
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 from notifications.resume import ResumeOutcome
@@ -34,17 +34,6 @@ OWNER, CEO, GOV, AUDITOR, SECURITY, DS = (
 SYSTEM = "fraud-detection"
 TOMORROW = date.today() + timedelta(days=1)
 H = timedelta(hours=1)
-
-
-@pytest.fixture
-def org(settings: Settings, actor: Actor) -> UnitOfWork:
-    load_demo(UnitOfWork(settings), actor)
-    return UnitOfWork(settings)
-
-
-def count(settings: Settings, model: Any, *where: Any) -> int:
-    with get_engine(settings.effective_database_url).connect() as conn:
-        return conn.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 def footprint(settings: Settings) -> tuple[int, ...]:

@@ -28,7 +28,6 @@ from aims_core.models import (
 )
 from aims_core.services import approvals, evidence, gates
 from aims_core.services.approvals import ApprovalRequestIn, DecisionIn
-from aims_core.services.demo import load_demo
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 
@@ -38,12 +37,6 @@ GOV, COMPLIANCE, ETHICS, DS, OPS = (
     f"{n}{D}" for n in ("governance", "compliance", "ethics", "ds.lead", "ops.owner")
 )
 FLOW = Actor(who="flow:stage-gate", channel="flow")
-
-
-@pytest.fixture
-def org(settings: Settings, actor: Actor) -> UnitOfWork:
-    load_demo(UnitOfWork(settings), actor)
-    return UnitOfWork(settings)
 
 
 def set_stage(

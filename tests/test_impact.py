@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import func, select
+from records import count
+from sqlalchemy import select
 
 from aims_core import reports
 from aims_core.db import get_engine
@@ -28,7 +29,6 @@ from aims_core.impact_questionnaire import (
 from aims_core.models import AuditEvent, Evidence, ImpactAssessment, ImpactStatus
 from aims_core.services import approvals, evidence, impact
 from aims_core.services.approvals import DecisionIn
-from aims_core.services.demo import load_demo
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 
@@ -61,11 +61,6 @@ def required_only() -> dict[str, Any]:
     return {k: v for k, v in full_answers().items() if k in required}
 
 
-def count(settings: Settings, model: Any, *where: Any) -> int:
-    with get_engine(settings.effective_database_url).connect() as conn:
-        return conn.scalar(select(func.count()).select_from(model).where(*where)) or 0
-
-
 def actions(settings: Settings, assessment_id: int) -> list[str]:
     with get_engine(settings.effective_database_url).connect() as conn:
         return list(
@@ -75,12 +70,6 @@ def actions(settings: Settings, assessment_id: int) -> list[str]:
                 .order_by(AuditEvent.id)
             )
         )
-
-
-@pytest.fixture
-def org(settings: Settings, actor: Actor) -> UnitOfWork:
-    load_demo(UnitOfWork(settings), actor)
-    return UnitOfWork(settings)
 
 
 def approved(org: UnitOfWork, actor: Actor, system: str = SYSTEM) -> impact.ImpactAssessmentOut:

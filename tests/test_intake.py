@@ -23,13 +23,14 @@ import typer
 from fakes.slack_api import FakeSlack, fake_slack, slack_settings
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from records import count
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from aims_core.cli import intake_cmd
 from aims_core.cli._base import AimsGroup
 from aims_core.cli.engine import EngineNotRunning
-from aims_core.db import get_engine, session_factory
+from aims_core.db import session_factory
 from aims_core.models import (
     AuditEvent,
     Incident,
@@ -198,11 +199,6 @@ def client(
 
 def post_alerts(client: TestClient, body: Any, headers: dict[str, str] | None = None) -> Any:
     return client.post("/alertmanager", json=body, headers=AUTH if headers is None else headers)
-
-
-def count(settings: Settings, model: Any, *where: Any) -> int:
-    with get_engine(settings.effective_database_url).connect() as conn:
-        return conn.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 def footprint(settings: Settings) -> dict[str, int]:

@@ -62,12 +62,6 @@ IN_Q3 = datetime(2026, 8, 10, 9, tzinfo=UTC)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def org(settings: Settings, actor: Actor) -> UnitOfWork:
-    load_demo(UnitOfWork(settings), actor)
-    return UnitOfWork(settings)
-
-
 def q(settings: Settings, stmt: Any) -> list[Any]:
     with get_engine(settings.effective_database_url).connect() as conn:
         return list(conn.execute(stmt).all())

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import func, select
+from records import count
+from sqlalchemy import select
 
 from aims_core.db import get_engine
 from aims_core.errors import Conflict, InvalidInput
@@ -39,17 +39,6 @@ GOV, CEO, OWNER, COMPLIANCE = (
 )
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def org(settings: Settings, actor: Actor) -> UnitOfWork:
-    load_demo(UnitOfWork(settings), actor)
-    return UnitOfWork(settings)
-
-
-def count(settings: Settings, model: Any, *where: Any) -> int:
-    with get_engine(settings.effective_database_url).connect() as conn:
-        return conn.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 def notes_to(settings: Settings, kind: str) -> list[tuple[str, str | None]]:

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from records import count
+from sqlalchemy import select, update
 
-from aims_core.db import get_engine, session_factory
+from aims_core.db import session_factory
 from aims_core.errors import Conflict, InvalidInput, NotFound
 from aims_core.models import (
     AISystem,
@@ -35,7 +36,6 @@ from aims_core.models import (
 from aims_core.risk_policy import RiskPolicyInvalid, parse_risk_policy, risk_policy
 from aims_core.services import approvals, risks, system_events
 from aims_core.services.approvals import DecisionIn
-from aims_core.services.demo import load_demo
 from aims_core.services.risks import RiskIn, TreatmentIn
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
@@ -48,17 +48,6 @@ DEFAULT_POLICY = (
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def org(settings: Settings, actor: Actor) -> UnitOfWork:
-    load_demo(UnitOfWork(settings), actor)
-    return UnitOfWork(settings)
-
-
-def count(settings: Settings, model: Any, *where: Any) -> int:
-    with get_engine(settings.effective_database_url).connect() as conn:
-        return conn.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 def actions(settings: Settings, subject: str) -> list[str]:

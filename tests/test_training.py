@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from records import count
+from sqlalchemy import select
 
 from aims_core.db import get_engine
 from aims_core.errors import Conflict
@@ -72,11 +73,6 @@ def org(settings: Settings, actor: Actor) -> UnitOfWork:
     tr.require(uow, {"role": "data-scientist", "training": GOV}, actor)
     tr.require(uow, {"role": "data-scientist", "training": RAD}, actor)
     return uow
-
-
-def count(settings: Settings, model: Any, *where: Any) -> int:
-    with get_engine(settings.effective_database_url).connect() as conn:
-        return conn.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
 def footprint(settings: Settings) -> tuple[int, ...]:

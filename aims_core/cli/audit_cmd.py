@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from aims_core.cli._base import print_json, print_table
+from aims_core.cli.engine import run_ended, wake
 from aims_core.errors import Conflict, InvalidInput
 from aims_core.models import AuditStatus
 from aims_core.services import audits
@@ -141,21 +142,6 @@ def assign(
     typer.echo(f"audit {a.id} ({a.period}): auditor {a.auditor_name} <{a.auditor}>")
 
 
-def _run_ended(flow_run_id: str) -> bool | None:
-    """Whether the run has ended (or is unknown to Prefect); None if Prefect cannot be asked."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
-    except ObjectNotFound:
-        return True
-    except Exception:
-        return None
-    return bool(run.state and run.state.is_final())
-
-
 @app.command("start")
 def start(audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's id.")) -> None:
     """Start the audit's run: it marks the audit in progress, publishes the checklist and waits
@@ -164,7 +150,7 @@ def start(audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's
 
     a = audits.check_startable(UnitOfWork(), audit_id)
     if a.flow_run_id and a.status is not AuditStatus.planned:
-        ended = _run_ended(a.flow_run_id)
+        ended = run_ended(a.flow_run_id)
         if ended is None:
             raise InvalidInput(
                 f"audit {a.id} is followed by run {a.flow_run_id}, and the engine cannot be asked "
@@ -219,18 +205,9 @@ def complete(audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audi
     if not a.flow_run_id:
         typer.echo(f"no run follows it: `aims audit start {a.id}` renders and asks for approval")
         return
-    from uuid import UUID
-
-    from notifications.resume import ResumeOutcome, resume_run
-
-    outcome = resume_run(UUID(a.flow_run_id), {}, attempts=30, delay=0.5)
-    if outcome is ResumeOutcome.resumed:
-        typer.echo(f"flow run {a.flow_run_id}: resumed")
-    else:
-        typer.echo(
-            f"flow run {a.flow_run_id}: not resumed ({outcome.value}); "
-            f"`aims audit start {a.id}` once the engine is up"
-        )
+    typer.echo(
+        wake(a.flow_run_id, attempts=30, retry=f"`aims audit start {a.id}` once the engine is up")
+    )
 
 
 @app.command("report")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from aims_core.cli._base import print_json, print_table
+from aims_core.cli.engine import run_ended, wake
 from aims_core.errors import Conflict, InvalidInput
 from aims_core.models import CapaStatus
 from aims_core.services import capa as capas
@@ -34,23 +35,14 @@ def _wake(out: CapaOut, before: CapaStatus | None, *, quiet: bool = False) -> No
     `before` None: always)."""
     if out.status is before or not out.flow_run_id:
         return
-    from uuid import UUID
-
-    from notifications.resume import ResumeOutcome, resume_run
-
-    # A run still re-running after an earlier wake is waited for (it suspends within seconds).
-    outcome = resume_run(UUID(out.flow_run_id), {}, attempts=30, delay=0.5)
-    if quiet:
-        return
-    if outcome is ResumeOutcome.resumed:
-        typer.echo(f"flow run {out.flow_run_id}: resumed")
-    elif outcome is ResumeOutcome.finished:
-        typer.echo(f"flow run {out.flow_run_id} has ended: `aims capa start {out.id}`")
-    else:
-        typer.echo(
-            f"flow run {out.flow_run_id}: not resumed ({outcome.value}); once the engine is up: "
-            f"`aims capa resume {out.id}`"
-        )
+    line = wake(
+        out.flow_run_id,
+        attempts=30,
+        ended=f"`aims capa start {out.id}`",
+        retry=f"once the engine is up: `aims capa resume {out.id}`",
+    )
+    if not quiet:
+        typer.echo(line)
 
 
 def _status(capa_id: int) -> CapaStatus:
@@ -63,21 +55,6 @@ def _done(out: CapaOut, what: str, before: CapaStatus, as_json: bool) -> None:
     else:
         typer.echo(f"CAPA {out.id}: {what}; now {out.status.value}\nnext: {out.next_step}")
     _wake(out, before, quiet=as_json)
-
-
-def _run_ended(flow_run_id: str) -> bool | None:
-    """Whether the run has ended (or is unknown to Prefect); None if Prefect cannot be asked."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
-    except ObjectNotFound:
-        return True
-    except Exception:
-        return None
-    return bool(run.state and run.state.is_final())
 
 
 def _start(out: CapaOut) -> str:
@@ -163,7 +140,7 @@ def start(capa_id: int = typer.Argument(..., metavar="ID", help="The CAPA.")) ->
     if out.status is CapaStatus.closed:
         raise Conflict(f"CAPA {out.id} is closed: nothing to follow", "capa")
     if out.flow_run_id:
-        ended = _run_ended(out.flow_run_id)
+        ended = run_ended(out.flow_run_id)
         if ended is None:
             raise InvalidInput(
                 f"CAPA {out.id} is followed by run {out.flow_run_id}, and the engine cannot be "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import typer
 
+from aims_core.cli import engine
 from aims_core.cli._base import print_json, print_table
 from aims_core.errors import AimsError, InvalidInput, NotFound
 from aims_core.models import RiskTier
@@ -209,8 +210,6 @@ def wake(incident: IncidentOut) -> str:
     resumes those); says what happened. For `aims incident confirm-serious|rca|lessons` too."""
     from uuid import UUID
 
-    from notifications.resume import ResumeOutcome, resume_run
-
     run_id = incident.flow_run_id
     if not run_id:
         return f"incident {incident.id} has no run"
@@ -230,7 +229,4 @@ def wake(incident: IncidentOut) -> str:
     key = state.state_details.pause_key or ""
     if not key.startswith(f"incident-{incident.id}-"):
         return f"flow run {run_id} waits for an approval ({key}): `aims approvals list`"
-    outcome = resume_run(UUID(run_id), {}, attempts=10, delay=0.5)
-    if outcome is ResumeOutcome.resumed:
-        return f"flow run {run_id}: resumed"
-    return f"flow run {run_id}: not resumed ({outcome.value}); try again shortly"
+    return engine.wake(run_id, attempts=10, retry="try again shortly")

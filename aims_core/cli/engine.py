@@ -57,3 +57,42 @@ def start_run(
     except Exception as exc:  # e.g. deployment not served yet
         raise EngineNotRunning(f"cannot start {deployment}: {exc}", field="engine") from None
     return str(run.id), run.name, run_url(str(run.id))
+
+
+def run_ended(flow_run_id: str) -> bool | None:
+    """Whether the run has ended (or is unknown to Prefect); None if Prefect cannot be asked."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
+    except ObjectNotFound:
+        return True
+    except Exception:
+        return None
+    return bool(run.state and run.state.is_final())
+
+
+def wake(
+    flow_run_id: str,
+    *,
+    attempts: int,
+    retry: str,
+    ended: str | None = None,
+    resumed: str = "resumed",
+) -> str:
+    """Resume a run waiting for what a command just recorded; the line that tells the user what
+    happened. `ended`: what to do when the run has finished (None: report it like any other
+    failure); `retry`: what to do when it could not be resumed now."""
+    from uuid import UUID
+
+    from notifications.resume import ResumeOutcome, resume_run
+
+    # A run still re-running after an earlier wake is waited for (it suspends within seconds).
+    outcome = resume_run(UUID(flow_run_id), {}, attempts=attempts, delay=0.5)
+    if outcome is ResumeOutcome.resumed:
+        return f"flow run {flow_run_id}: {resumed}"
+    if outcome is ResumeOutcome.finished and ended is not None:
+        return f"flow run {flow_run_id} has ended: {ended}"
+    return f"flow run {flow_run_id}: not resumed ({outcome.value}); {retry}"

@@ -14,6 +14,7 @@ import typer
 import yaml
 
 from aims_core.cli._base import print_json, print_table
+from aims_core.cli.engine import run_ended, wake
 from aims_core.errors import InvalidInput, NotFound
 from aims_core.impact_questionnaire import questionnaire
 from aims_core.models import ImpactStatus
@@ -126,21 +127,6 @@ def _template() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run_ended(flow_run_id: str) -> bool | None:
-    """Whether the run has ended (or is unknown to Prefect); None if Prefect cannot be asked."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
-    except ObjectNotFound:
-        return True
-    except Exception:
-        return None
-    return bool(run.state and run.state.is_final())
-
-
 @app.command("start")
 def start(
     system: str = typer.Argument(..., metavar="SYSTEM", help="The AI system to assess."),
@@ -161,7 +147,7 @@ def start(
     take_over = False
     existing = impact.open_for(uow, target.name)
     if existing is not None:
-        ended = _run_ended(existing.flow_run_id) if existing.flow_run_id else True
+        ended = run_ended(existing.flow_run_id) if existing.flow_run_id else True
         if ended is None:
             raise InvalidInput(
                 f"impact assessment {existing.id} of {target.name} is open in run "
@@ -238,22 +224,15 @@ def _wake(out: ImpactAssessmentOut, *, quiet: bool = False) -> None:
     """Resume the run waiting for answers: it re-reads them from the database and goes on."""
     if out.status is not ImpactStatus.draft or not out.flow_run_id:
         return
-    from uuid import UUID
-
-    from notifications.resume import ResumeOutcome, resume_run
-
-    outcome = resume_run(UUID(out.flow_run_id), {}, attempts=10, delay=0.5)
-    if quiet:
-        return
-    if outcome is ResumeOutcome.resumed:
-        typer.echo(f"flow run {out.flow_run_id}: resumed (next: approval)")
-    elif outcome is ResumeOutcome.finished:
-        typer.echo(f"flow run {out.flow_run_id} has ended: `aims impact start {out.system}`")
-    else:
-        typer.echo(
-            f"flow run {out.flow_run_id}: not resumed ({outcome.value}); once the engine is up: "
-            f"`aims impact resume {out.id}`"
-        )
+    line = wake(
+        out.flow_run_id,
+        attempts=10,
+        resumed="resumed (next: approval)",
+        ended=f"`aims impact start {out.system}`",
+        retry=f"once the engine is up: `aims impact resume {out.id}`",
+    )
+    if not quiet:
+        typer.echo(line)
 
 
 @app.command("resume")
