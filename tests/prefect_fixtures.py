@@ -55,7 +55,8 @@ class Engine:
 
 @pytest.fixture(scope="session")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """The engine as `aims up` runs it, minus the UI: Prefect API + served runner + fake Slack."""
+    """The engine as `aims up` runs it, minus the HTTP app: Prefect API and UI, served runner,
+    fake Slack."""
     work = tmp_path_factory.mktemp("engine")
     slack = FakeSlack().start()
     data = work / "data"
@@ -70,12 +71,13 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     initialise(settings, actor)
     load_demo(UnitOfWork(settings), actor)
     server = PrefectServer(
-        int(os.environ["AIMS_TEST_PREFECT_PORT"]), Path(os.environ["PREFECT_HOME"])
+        int(os.environ["AIMS_TEST_PREFECT_PORT"]), Path(os.environ["PREFECT_HOME"]), ui=True
     )
     server.start()
     runner = ServedRunner(
-        server,
+        server.api_url,
         {
+            "PREFECT_HOME": str(server.home),
             "AIMS_DATA_DIR": str(data),
             "AIMS_DATABASE_URL": settings.effective_database_url,
             "AIMS_SLACK_BOT_TOKEN": slack.token,
@@ -86,6 +88,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
             "AIMS_PLAYBOOKS_DIR": str(work / "playbooks"),
         },
         work,
+        poll_seconds=1,
     )
     runner.start(SERVED)
     try:

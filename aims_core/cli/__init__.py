@@ -28,9 +28,11 @@ from aims_core.cli import (
     review_cmd,
     risks_cmd,
     soa_cmd,
+    status_cmd,
     system_events_cmd,
     systems_cmd,
     training_cmd,
+    up_cmd,
     vendor_cmd,
 )
 from aims_core.cli._base import AimsGroup
@@ -60,6 +62,7 @@ app.command("approve")(approvals_cmd.approve)
 app.command("reject")(approvals_cmd.reject)
 app.add_typer(notifications_cmd.app, name="notifications")
 app.command("bridge")(bridge_cmd.bridge)
+app.command("up")(up_cmd.up)
 app.add_typer(capa_cmd.app, name="capa")
 incident_cmd.app.command("report")(intake_cmd.report)
 incident_cmd.app.command("drill")(drill_cmd.drill)
@@ -73,7 +76,11 @@ app.add_typer(vendor_cmd.app, name="vendor")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(review_cmd.app, name="review")
 app.add_typer(context_cmd.app, name="context")
+app.command("status")(status_cmd.status)
 
 
 def main() -> None:
+    from aims_core.cli.engine import adopt_running_engine
+
+    adopt_running_engine()
     app()

@@ -5,6 +5,7 @@ Prefect is imported here, lazily, so commands that only read or write records ne
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aims_core.errors import AimsError
@@ -12,6 +13,24 @@ from aims_core.errors import AimsError
 
 class EngineNotRunning(AimsError):
     pass
+
+
+def adopt_running_engine() -> None:
+    """Point Prefect's client at the engine `aims up` runs for this data dir (it leaves its
+    addresses in <data dir>/engine.json), unless PREFECT_API_URL says otherwise. Before any
+    Prefect import: Prefect reads its settings once."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    from aims_core.settings import get_settings
+    from deployments.local_engine import EngineInfo
+
+    try:
+        data_dir = get_settings().data_dir.resolve()
+    except Exception:  # bad settings are reported by the command that needs them
+        return
+    info = EngineInfo.read(data_dir)
+    if info is not None:
+        os.environ["PREFECT_API_URL"] = info.api_url
 
 
 def _api_url() -> str:
@@ -47,7 +66,7 @@ def start_run(
     if healthy is not None:
         raise EngineNotRunning(
             f"the engine is not running (Prefect API at {_api_url()} unreachable): start it "
-            "with `python -m deployments.serve` beside a Prefect server, or set PREFECT_API_URL",
+            "with `aims up` (or set PREFECT_API_URL to a running Prefect server)",
             field="engine",
         )
     try:
