@@ -22,10 +22,14 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-## demo: install, initialise the embedded SQLite database, load the demo organisation, show it
+## demo: install, then the engine (`aims up`) with the demo organisation and a scripted day to
+## watch in the Prefect UI; runs until Ctrl-C. DEMO_EXIT=1 stops after the day (CI);
+## DEMO_ARGS="--fake-slack" prints the Slack messages a local fake Slack receives.
+DEMO_EXIT ?=
+DEMO_ARGS ?=
 demo: install
-	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/aims init
-	$(BIN)/aims demo load
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/aims demo run \
+		$(if $(filter 1 true yes,$(DEMO_EXIT)),--exit) $(DEMO_ARGS)
 
 ## test: install with dev extras, lint, run the whole test suite
 test: install-dev lint

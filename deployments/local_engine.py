@@ -435,6 +435,9 @@ class LocalEngine:
                     self.say(f"  {name} did not come back: {exc}")
         return 0
 
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def stop(self) -> None:
         """From a signal handler or another thread: supervise() returns, then call down()."""
         self._stopping.set()

@@ -7,6 +7,7 @@ import typer
 from aims_core.cli._base import print_table
 from aims_core.cli.systems_cmd import print_inventory
 from aims_core.services import demo, people, systems
+from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 
 CORE_LABELS = ("people", "systems", "raci")
@@ -33,3 +34,90 @@ def load() -> None:
         ["name", "email", "roles", "manager"],
         [(p.name, p.email, ", ".join(p.roles), p.manager) for p in people.list_people(uow)],
     )
+
+
+@app.command("run")
+def run(
+    exit_after: bool = typer.Option(
+        False, "--exit", help="Run the scripted day, then stop (`make demo DEMO_EXIT=1`, CI)."
+    ),
+    fake_slack: bool = typer.Option(
+        False, "--fake-slack", help="Start a local fake Slack that prints every message."
+    ),
+    port: int = typer.Option(4200, "--port", min=1, max=65535, help="Prefect server port."),
+    bridge_port: int = typer.Option(3000, "--bridge-port", min=1, max=65535, help="HTTP app port."),
+) -> None:
+    """The engine up (`aims up`) with the demo organisation and a scripted day to watch in the
+    Prefect UI: a gate waiting for approval, an incident from an Alertmanager alert running its
+    playbook, the management review pack. Runs until Ctrl-C (or, with --exit, until the day is
+    done: exit 0 when every step shows in Prefect as it should)."""
+    from aims_core.cli.demo_day import DemoDay, intake_token, load_organisation
+    from aims_core.cli.up_cmd import build_engine, default_runner_limit, describe, run_engine
+
+    settings = get_settings()
+    load_organisation(settings)
+    token, extra_env = intake_token(settings)
+    slack = None
+    if fake_slack:
+        from notifications.fake_slack import FakeSlack
+
+        slack = FakeSlack(on_message=_print_slack).start()
+        extra_env |= {"AIMS_SLACK_BOT_TOKEN": slack.token, "AIMS_SLACK_API_URL": slack.base_url}
+        typer.echo(f"fake Slack on {slack.base_url}: every message is printed here")
+    settings = settings.model_copy(update=_settings_update(extra_env))
+    engine = build_engine(
+        settings,
+        port=port,
+        bridge_port=bridge_port,
+        poll=1.0,
+        runner_limit=default_runner_limit(),
+        extra_env=extra_env,
+    )
+    outcome: list[bool] = []
+
+    def the_day() -> None:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        typer.echo(describe(engine, settings))
+        day = DemoDay(settings, engine.http.url, token, stopped=engine.stopping)
+        with temporary_settings({PREFECT_API_URL: engine.api_url}):  # this process's client
+            outcome.append(day.run())
+        if exit_after:
+            engine.stop()
+        else:
+            typer.echo(
+                f"\nWatch it in the Prefect UI: {engine.ui_url}/runs — approve the gate as printed "
+                "above, or try `aims status`. The engine stays up; Ctrl-C stops it."
+            )
+
+    try:
+        code = run_engine(engine, the_day)
+    finally:
+        if slack is not None:
+            slack.stop()
+    if code == 0 and exit_after and outcome != [True]:
+        typer.echo("the demo day did not show every step in Prefect (see the marks above)")
+        code = 1
+    raise typer.Exit(code)
+
+
+def _settings_update(env: dict[str, str]) -> dict[str, object]:
+    from pydantic import SecretStr
+
+    update: dict[str, object] = {}
+    if "AIMS_SLACK_BOT_TOKEN" in env:
+        update |= {
+            "slack_bot_token": SecretStr(env["AIMS_SLACK_BOT_TOKEN"]),
+            "slack_api_url": env["AIMS_SLACK_API_URL"],
+        }
+    if "AIMS_INTAKE_TOKEN" in env:
+        update["intake_token"] = SecretStr(env["AIMS_INTAKE_TOKEN"])
+    return update
+
+
+def _print_slack(message: object, updated: bool) -> None:
+    from notifications.fake_slack import FakeMessage
+
+    assert isinstance(message, FakeMessage)
+    first = (message.text or "").strip().splitlines()[0] if message.text else "(blocks only)"
+    typer.echo(f"  slack {'✎' if updated else '→'} {message.channel}: {first[:110]}")

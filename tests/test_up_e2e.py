@@ -1,0 +1,174 @@
+"""`aims demo run` (that is `aims up` plus the scripted day) with both databases on PostgreSQL:
+the AIMS database and the Prefect server's own. It stays up after the day, the Prefect API lists
+the day's runs, and Ctrl-C leaves no process behind.
+
+The engine runs as a user runs it, a subprocess of the `aims` command with its own Prefect
+server; only the ports and databases are the test's own. (`make demo DEMO_EXIT=1` on SQLite, the
+embedded default, is run by `.ci/run` on every clean clone.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import _pg_url
+from prefect_harness import ROOT, free_port
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from aims_core.cli import app
+from aims_core.db import dispose_engine
+
+READY = "The engine stays up; Ctrl-C stops it."
+
+
+def _database(admin_url: str, prefix: str, driver: str) -> tuple[str, str]:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    url = make_url(admin_url).set(drivername=driver, database=name)
+    return name, url.render_as_string(hide_password=False)
+
+
+def _drop(admin_url: str, name: str) -> None:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+def _processes_with(needle: str) -> list[int]:
+    """Live processes whose environment names `needle` (the test's own data dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _wait_for_line(log: Path, proc: subprocess.Popen[bytes], line: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = log.read_text(errors="replace") if log.exists() else ""
+        if line in out:
+            return out
+        if proc.poll() is not None:
+            raise AssertionError(f"`aims demo run` exited {proc.returncode}:\n{out[-4000:]}")
+        time.sleep(1)
+    raise AssertionError(f"no {line!r} after {timeout:.0f} s:\n{out[-4000:]}")
+
+
+@pytest.fixture
+def databases() -> Iterator[dict[str, str]]:
+    admin_url = _pg_url()
+    assert admin_url
+    aims_name, aims_url = _database(admin_url, "aims_up", "postgresql+psycopg")
+    prefect_name, prefect_url = _database(admin_url, "prefect_up", "postgresql+asyncpg")
+    try:
+        yield {"aims": aims_url, "prefect": prefect_url}
+    finally:
+        dispose_engine(aims_url)
+        _drop(admin_url, aims_name)
+        _drop(admin_url, prefect_name)
+
+
+def test_demo_on_postgresql_stays_up_lists_its_runs_and_ctrl_c_leaves_nothing(
+    databases: dict[str, str], tmp_path: Path
+) -> None:
+    data = tmp_path / f"engine-{uuid.uuid4().hex[:8]}"
+    port, bridge_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIMS_", "PREFECT_"))}
+    env |= {
+        "AIMS_DATA_DIR": str(data),
+        "AIMS_DATABASE_URL": databases["aims"],
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": databases["prefect"],
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PYTHONPATH": str(ROOT),
+    }
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aims_core.cli", "demo", "run", "--fake-slack"]
+            + ["--port", str(port), "--bridge-port", str(bridge_port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        output = _wait_for_line(log, proc, READY, timeout=300)
+        assert "Prefect data  postgresql+asyncpg (PREFECT_SERVER_DATABASE_CONNECTION_URL)" in output
+        assert output.count("\n  ok ") == 3, output  # every step of the day showed in Prefect
+        assert "  slack → " in output  # the fake Slack printed what the engine sent
+
+        # The Prefect API lists the day's runs (and other shells find it through engine.json).
+        info = json.loads((data / "engine.json").read_text())
+        assert info["api_url"] == f"http://127.0.0.1:{port}/api"
+        runs = httpx.post(f"{info['api_url']}/flow_runs/filter", json={}, timeout=10).json()
+        states = {r["name"]: r["state"]["name"] for r in runs}
+        assert states["gate credit-scoring: concept→design"] == "Suspended", states
+        assert states["management review " + _period(output)] == "Suspended", states
+        incident = [n for n in states if n.startswith("incident 1 ")]
+        assert incident and states[incident[0]] not in ("Failed", "Crashed"), states
+
+        # Both databases are PostgreSQL: the runs are rows in the Prefect server's database,
+        # the gate and its approval request rows in the AIMS database.
+        prefect_db = create_engine(databases["prefect"].replace("+asyncpg", "+psycopg"))
+        with prefect_db.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM flow_run")).scalar_one() >= 3
+        prefect_db.dispose()
+        status = CliRunner().invoke(
+            app,
+            ["status", "--json"],
+            env={"AIMS_DATA_DIR": str(data), "AIMS_DATABASE_URL": databases["aims"]},
+        )
+        assert status.exit_code == 0, status.output
+        waiting = json.loads(status.output)["approvals"]
+        assert {a["subject"].split(":")[0] for a in waiting} >= {"gate", "review"}
+
+        # The review pack was written where the demo said.
+        pack = next(line.split()[-1] for line in output.splitlines() if "review pack:" in line)
+        assert Path(pack).is_file() and Path(pack).stat().st_size > 10_000
+
+        # Ctrl-C: everything stops, in order, and nothing of this engine is left running.
+        assert proc.poll() is None, "the demo must stay up until Ctrl-C"
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(90) == 0
+        tail = log.read_text()
+        assert "stopping Prefect server ..." in tail and "engine stopped" in tail
+        deadline = time.monotonic() + 10
+        while _processes_with(str(data)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _processes_with(str(data)) == []
+        assert not (data / "engine.json").exists()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        for pid in _processes_with(str(data)):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _period(output: str) -> str:
+    """The quarter the demo reviewed, as it printed it."""
+    line = next(x for x in output.splitlines() if "the management review of" in x)
+    return line.split("the management review of ")[1].split()[0]
