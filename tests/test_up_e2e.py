@@ -106,8 +106,18 @@ def test_demo_on_postgresql_stays_up_lists_its_runs_and_ctrl_c_leaves_nothing(
     log = tmp_path / "demo.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "aims_core.cli", "demo", "run", "--fake-slack"]
-            + ["--port", str(port), "--bridge-port", str(bridge_port)],
+            [
+                sys.executable,
+                "-m",
+                "aims_core.cli",
+                "demo",
+                "run",
+                "--fake-slack",
+                "--port",
+                str(port),
+                "--bridge-port",
+                str(bridge_port),
+            ],
             env=env,
             cwd=tmp_path,
             stdout=out,
