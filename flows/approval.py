@@ -14,6 +14,7 @@ from aims_core.services import approvals
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import ApprovalOutcome, request_approval
+from tasks.run_tags import approval_tags, tag_this_run
 
 
 @task(name="record decision evidence", persist_result=True)
@@ -44,6 +45,8 @@ def _run_name() -> str:
 
 @flow(name="approval", flow_run_name=_run_name, log_prints=True)
 def approval(spec: approvals.ApprovalRequestIn) -> ApprovalOutcome:
+    """Ask for `spec`'s decision, wait for it (suspended), keep it as evidence."""
+    tag_this_run(approval_tags(spec))
     outcome = request_approval(spec)
     evidence_id = record_decision(spec, outcome)
     create_markdown_artifact(

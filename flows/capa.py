@@ -34,7 +34,7 @@ from aims_core.services.capa import FISHBONE, CapaOut, CapaResult, WaitStep
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import request_approval
-from tasks.run_tags import tag_this_run
+from tasks.run_tags import system_tags, tag_this_run
 
 FLOW_ACTOR = Actor(who="flow:capa", channel="flow")
 #: The UI form cannot tell who typed it: what comes from it is recorded as coming from the UI.
@@ -93,6 +93,11 @@ class VerificationForm(RunInput):
     verifier: str = Field(default="", description="Your email (you hold a verifier role)")
 
 
+class UntilDueForm(RunInput):
+    """Nothing to fill in: the run sleeps until the effectiveness check falls due; the form
+    only says so (Resume merely makes it look again)."""
+
+
 FORMS: dict[str, type[RunInput]] = {
     "containment": ContainmentForm,
     "root-cause": RootCauseForm,
@@ -124,6 +129,26 @@ def _description(c: CapaOut, step: WaitStep, refusal: str | None) -> str:
         lines.append(f"- **your last input was not recorded**: {refusal}")
     lines += ["", f"Fill in and press Resume, or from a shell: {c.next_step}."]
     return "\n".join(lines)
+
+
+def _sleep_description(c: CapaOut) -> str:
+    """The form of the wait with no input: what the run sleeps until, and what wakes it."""
+    due = c.verification_due_at
+    when = f"{due:%Y-%m-%d %H:%M} UTC" if due else "its due date"
+    return "\n".join(
+        [
+            f"### CAPA {c.id}: {c.title} — waiting for the effectiveness check "
+            f"(attempt {c.attempt})",
+            "",
+            f"- **system**: {c.system or '-'} · **source**: {c.source} · **owner**: {c.owner}",
+            f"- **verification due**: {when}",
+            "",
+            "Nothing to fill in. The CAPA tracker (approval-reconciler) wakes this run when the "
+            f"check falls due and asks a verifier; to record it earlier: `aims capa verify {c.id} "
+            "--effective|--ineffective --evidence ... --as EMAIL`. Resume only makes it look "
+            "again.",
+        ]
+    )
 
 
 def _given(answer: RunInput) -> dict[str, Any]:
@@ -287,7 +312,11 @@ def wait_for_people(c: CapaOut, waits: Waits, report: Report) -> None:
         get_run_logger().info("CAPA %d waits for %s (%s)", c.id, step.kind, key)
     form = FORMS.get(step.kind)
     if form is None:
-        suspend_flow_run(key=key, timeout=None)
+        suspend_flow_run(
+            wait_for_input=UntilDueForm.with_initial_data(description=_sleep_description(c)),
+            key=key,
+            timeout=None,
+        )
         return
     refusal = waits.refusals.get(step.prefix)
     answer = suspend_flow_run(
@@ -319,7 +348,7 @@ def _run_name() -> str:
 
 def _tag_run(c: CapaOut) -> None:
     """Tags for the UI's filters, however the run was started (CLI, incident flow, UI)."""
-    tag_this_run(capas.run_tags(c))
+    tag_this_run([*capas.run_tags(c), *system_tags(c.system)])
 
 
 @flow(name="capa", flow_run_name=_run_name, log_prints=True)

@@ -842,11 +842,16 @@ def approve_closure(r: ResponsePlan) -> int | None:
         deliver(f"closure-{attempt}")
         if outcome.approved:
             return outcome.request_id
+        ask = (
+            f"Closure (request #{outcome.request_id}) was **not approved** by "
+            f"{', '.join(outcome.rejections) or 'the approvers'}: see the request's reasons "
+            f"(`aims approvals show {outcome.request_id}`). Change what they asked (e.g. `aims "
+            "incident rca|lessons ...`), then note what changed here and press Resume to ask "
+            f"again, or `aims incident resume {r.incident_id}`."
+        )
         answer = suspend_flow_run(
             wait_for_input=AmendForm.with_initial_data(
-                description=f"Closure of incident {r.incident_id} was not approved. Change what "
-                "the approvers asked (e.g. `aims incident rca|lessons ...`), then resume to ask "
-                f"again (`aims incident resume {r.incident_id}`)."
+                description="\n".join(_head(_incident(r.incident_id), None, ask))
             ),
             key=f"incident-{r.incident_id}-closure-{attempt}-amend",
             timeout=None,

@@ -19,7 +19,11 @@ from collections import Counter
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.cache_policies import DEFAULT, NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.flow_runs import suspend_flow_run
@@ -35,6 +39,7 @@ from aims_core.services.audits import AuditOut, AuditRunResult
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import open_request, request_approval
+from tasks.run_tags import tag_this_run
 
 ACTOR = Actor(who="flow:internal-audit", channel="flow")
 #: The UI form cannot tell who typed it: what comes from it is recorded as coming from the UI.
@@ -171,6 +176,13 @@ def record_report(audit_id: int, round_: int) -> AuditOut:
         markdown=md.read_text("utf-8"),
         description=f"Internal audit report {a.period} (round {round_})",
     )
+    html = md.with_suffix(".html").resolve()
+    create_link_artifact(
+        key=f"audit-{a.id}-report-file",
+        link=html.as_uri(),
+        link_text=str(html),
+        description=f"Internal audit report {a.period} (round {round_}): the HTML file",
+    )
     return a
 
 
@@ -253,6 +265,7 @@ def internal_audit(audit_id: int) -> AuditRunResult:
     """Run audit `audit_id`: fieldwork (suspended until complete) → CAPAs for nonconformities →
     report (HTML + Markdown, evidence) → approval → closed."""
     a = begin(audit_id)
+    tag_this_run(audits.run_tags(a))  # period and areas, also on runs started from the UI
     publish_checklist(a)
     waits = Waits()
     while (a := _get(audit_id)).status not in (AuditStatus.closed, AuditStatus.cancelled):

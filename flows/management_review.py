@@ -14,7 +14,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.runtime import flow_run
 
 from aims_core.models import ReviewStatus
@@ -71,6 +75,13 @@ def publish(review: ReviewOut) -> None:
             for k, name, value in _input_rows(inputs)
         ],
         description=f"Management review {review.period}: the 9.3.2 inputs",
+    )
+    html = review.files()["html"].resolve()
+    create_link_artifact(
+        key=f"{key}-pack",
+        link=html.as_uri(),
+        link_text=str(html),
+        description=f"Management review {review.period}: the pack (HTML; .md and .xlsx beside it)",
     )
 
 

@@ -30,6 +30,7 @@ from aims_core.services.policies import TickReport, VersionOut
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import open_request, request_approval
+from tasks.run_tags import tag_this_run
 
 ACTOR = Actor(who="flow:policy-approval", channel="flow")
 ARTIFACT_KEY = "policy-reviews"
@@ -97,10 +98,16 @@ def _approval_run_name() -> str:
     return v.run_name
 
 
+def _tag_run(version_id: int) -> None:
+    """`policy` and the policy's key, as `aims policy approve` tags it, also from the UI."""
+    tag_this_run(("policy", policies.get_version(UnitOfWork(get_settings()), version_id).policy))
+
+
 @flow(name="policy-approval", flow_run_name=_approval_run_name, log_prints=True)
 def policy_approval(version_id: int) -> VersionOut:
     """Ask the approvers of policy versions to approve this one; apply their decision."""
     spec = begin_approval(version_id)
+    _tag_run(version_id)
     try:
         open_request(spec)
     except AimsError as exc:  # e.g. nobody eligible: back to draft, the run says why

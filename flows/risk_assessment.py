@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from aims_core.errors import AimsError
@@ -28,6 +28,7 @@ from tasks.approval import (
     open_request,
     request_approval,
 )
+from tasks.run_tags import tag_this_run
 
 ACTOR = Actor(who="flow:risk-assessment", channel="flow")
 
@@ -36,8 +37,8 @@ def _run_id() -> str:
     return str(flow_run.id)
 
 
-def _artifact_key(system: str) -> str:
-    return "risk-register-" + re.sub(r"[^a-z0-9]+", "-", system.lower()).strip("-")
+def _artifact_key(system: str, what: str = "risk-register") -> str:
+    return f"{what}-" + re.sub(r"[^a-z0-9]+", "-", system.lower()).strip("-")
 
 
 @task(name="assess risks", persist_result=True)
@@ -116,6 +117,11 @@ def _run_name() -> str:
     return risks.run_name(params["system"], params.get("trigger") or "manual")
 
 
+def _tag_run(a: AssessmentOut) -> None:
+    """The same tags the CLI and intake start the run with, also on runs started from the UI."""
+    tag_this_run(risks.assessment_run(a.system, a.risk_tier, a.trigger, a.event_id).tags)
+
+
 @flow(name="risk-assessment", flow_run_name=_run_name, log_prints=True)
 def risk_assessment(
     system: str, trigger: Trigger = "manual", event_id: int | None = None
@@ -123,6 +129,7 @@ def risk_assessment(
     """Assess one system's AI risks; ask for acceptance of those accepted above appetite."""
     logger = get_run_logger()
     assessment = assess(system, trigger, event_id)
+    _tag_run(assessment)
     publish_table(assessment, "assessed")
     evidence_id = record_assessment(assessment)
     for risk_id, request_id in assessment.pending.items():
@@ -151,9 +158,7 @@ def risk_assessment(
         (accepted if settle(risk_id, spec, outcome) == "treated" else rejected).append(risk_id)
     if asked:
         publish_table(current_register(assessment, "decided"), "after decisions")
-    if blocked:
-        raise AimsError("cannot ask for acceptance: " + "; ".join(blocked))
-    return RiskAssessmentResult(
+    result = RiskAssessmentResult(
         system=assessment.system,
         trigger=trigger,
         evidence_id=evidence_id,
@@ -162,4 +167,36 @@ def risk_assessment(
         accepted=accepted,
         rejected=rejected,
         pending_elsewhere=assessment.pending,
+    )
+    publish_outcome(assessment, result, blocked)
+    if blocked:
+        raise AimsError("cannot ask for acceptance: " + "; ".join(blocked))
+    return result
+
+
+def publish_outcome(a: AssessmentOut, result: RiskAssessmentResult, blocked: list[str]) -> None:
+    """What the run decided and kept, in words: the operator's answer to "what happened?"."""
+
+    def ids(xs: list[int]) -> str:
+        return ", ".join(f"#{x}" for x in xs) or "-"
+
+    lines = [
+        f"## Risk assessment of {a.system} ({a.trigger})",
+        "",
+        f"- **risk tier**: {a.risk_tier.value} · **stage**: {a.lifecycle_stage.value} · "
+        f"**appetite**: {a.appetite}",
+        f"- **open risks**: {result.risks}, above appetite {result.above_appetite}",
+        f"- **acceptance** accepted: {ids(result.accepted)}; rejected: {ids(result.rejected)}; "
+        "waited on by another run: "
+        + (", ".join(f"#{r} (request {q})" for r, q in a.pending.items()) or "-"),
+        f"- **evidence**: record #{result.evidence_id} (`risk-assessment` on `system:{a.system}`)",
+        *(f"- **changed**: {c}" for c in a.changes),
+        *(f"- **could not ask**: {b}" for b in blocked),
+    ]
+    if a.reapproval_stage is not None:
+        lines.append(f"- **gate needing re-approval**: {a.reapproval_stage.value}")
+    create_markdown_artifact(
+        key=_artifact_key(a.system, "risk-assessment"),
+        markdown="\n".join(lines),
+        description=f"Risk assessment of {a.system}: outcome",
     )

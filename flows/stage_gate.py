@@ -141,8 +141,10 @@ def _approval_request(review: GateReviewOut, requester: str | None) -> ApprovalR
 
 
 def _tag_run(checklist: Checklist) -> None:
-    """Tags for the UI's filters (also on runs started from the UI, not only by the CLI)."""
-    tag_this_run(("gate", checklist.system, f"tier:{checklist.tier.value}"))
+    """Tags for the UI's filters (also on runs started from the UI, not only by the CLI): the
+    bare tier as every process has it, and `tier:<tier>`, which `aims gate request` adds."""
+    tier = checklist.tier.value
+    tag_this_run(("gate", checklist.system, tier, f"tier:{tier}"))
 
 
 def _end(review: GateReviewOut) -> State:

@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from aims_core.services import approvals
-from aims_core.settings import get_settings
+from aims_core.settings import Settings, get_settings
 from aims_core.uow import Actor, UnitOfWork
 from notifications.resume import wait_key
 
@@ -73,8 +73,11 @@ def deliver_notifications(request_id: int) -> dict[str, object]:
     return deliver_due(get_settings()).model_dump()
 
 
-def _form(settings, request: approvals.ApprovalRequestOut) -> type[ApprovalInput]:  # type: ignore[no-untyped-def]
-    """The resume form's description: what is decided, on what, by whom, on what evidence."""
+def _form(
+    settings: Settings, request: approvals.ApprovalRequestOut, refusal: str | None = None
+) -> type[ApprovalInput]:
+    """The resume form's description: what is decided, on what, by whom, on what evidence, and
+    why the last answer typed here was not counted (if it was not)."""
     lines = [
         f"### {request.title}",
         "",
@@ -96,13 +99,17 @@ def _form(settings, request: approvals.ApprovalRequestOut) -> type[ApprovalInput
         lines.append(f"- **deadline**: {request.deadline:%Y-%m-%d %H:%M %Z}")
     if request.evidence_ids:
         lines.append(f"- **evidence**: {', '.join(f'#{i}' for i in request.evidence_ids)}")
+    if refusal:
+        lines.append(f"- **your last answer was not counted**: {refusal}")
     if request.details:
         lines += ["", request.details]
     lines += [
         "",
         "Approve in Slack, with `aims approve "
         f"{request.id} --as EMAIL`, or here: type your email, your decision and the personal "
-        "code you were sent for this request (without it the decision is refused).",
+        "code you were sent for this request (without it the decision is refused), then press "
+        "Resume. Rejecting needs a comment. The run waits on until the quorum is reached or "
+        "someone rejects.",
     ]
     return ApprovalInput.with_initial_data(
         description="\n".join(lines), approver="", decision="approve"
@@ -115,6 +122,7 @@ def request_approval(spec: approvals.ApprovalRequestIn) -> ApprovalOutcome:
     settings = get_settings()
     request_id = open_request(spec)
     deliver_notifications(request_id)
+    refusal: str | None = None
     while True:
         request = approvals.get_request(UnitOfWork(settings), request_id)
         if request.status != "open":
@@ -129,17 +137,19 @@ def request_approval(spec: approvals.ApprovalRequestIn) -> ApprovalOutcome:
             request.quorum,
         )
         answer = suspend_flow_run(
-            wait_for_input=_form(settings, request),
+            wait_for_input=_form(settings, request, refusal),
             key=wait_key(request_id, request.round),
             timeout=None,
         )
+        refusal = None
         if answer.approver.strip() not in ("", "-"):
-            _decide_from_ui(settings, request_id, answer)
+            refusal = _decide_from_ui(settings, request_id, answer)
         approvals.next_round(UnitOfWork(settings), request_id, expected_round=request.round)
 
 
-def _decide_from_ui(settings, request_id: int, answer: ApprovalInput) -> None:  # type: ignore[no-untyped-def]
-    """A UI decision goes through the same service; a refusal is audited there and we wait on."""
+def _decide_from_ui(settings, request_id: int, answer: ApprovalInput) -> str | None:  # type: ignore[no-untyped-def]
+    """A UI decision goes through the same service; a refusal is audited there and we wait on.
+    Returns why it was not counted, for the next form to say."""
     logger = get_run_logger()
     try:
         result = approvals.decide(
@@ -162,8 +172,11 @@ def _decide_from_ui(settings, request_id: int, answer: ApprovalInput) -> None:  
         after_decision(settings, result, resume=lambda *_: None)
     except approvals.Refused as exc:
         logger.warning("UI decision refused: %s", exc)
+        return str(exc)
     except Exception as exc:  # bad input typed into the form: refuse, keep waiting
         logger.warning("UI decision not accepted: %s", exc)
+        return str(exc)
+    return None
 
 
 def _outcome(request: approvals.ApprovalRequestOut) -> ApprovalOutcome:
