@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -45,7 +44,6 @@ CHANNEL = "C0BENCHINC"
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_var, None)
-sys.path.insert(0, str(ROOT / "tests"))  # the fake Slack Web API lives with the tests
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -63,6 +61,8 @@ def stats(values: list[float]) -> dict[str, float]:
 
 
 def payload(i: int, fingerprint: str) -> dict[str, Any]:
+    from notifications.intake import firing_webhook
+
     labels = {
         "alertname": "FairnessDisparateImpactLow",
         "ai_system": "cv-screening",
@@ -70,31 +70,11 @@ def payload(i: int, fingerprint: str) -> dict[str, Any]:
         "category": "bias",
         "segment": f"bench-{i}",
     }
-    return {
-        "receiver": "aims-intake",
-        "status": "firing",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {
-                    "summary": f"cv-screening: disparate impact ratio 0.61 (segment {i})",
-                    "description": "Below the 0.8 four-fifths threshold for 30m.",
-                },
-                "startsAt": "2026-11-24T07:41:30.482139551Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus-0:9090/graph?g0.expr=fairness",
-                "fingerprint": fingerprint,
-            }
-        ],
-        "groupLabels": {"alertname": labels["alertname"]},
-        "commonLabels": labels,
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager-0:9093",
-        "version": "4",
-        "groupKey": '{}:{alertname="FairnessDisparateImpactLow"}',
-        "truncatedAlerts": 0,
+    annotations = {
+        "summary": f"cv-screening: disparate impact ratio 0.61 (segment {i})",
+        "description": "Below the 0.8 four-fifths threshold for 30m.",
     }
+    return firing_webhook(labels, annotations, fingerprint)
 
 
 def stub_start(
@@ -120,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import httpx
     import uvicorn
-    from fakes.slack_api import FakeSlack
     from pydantic import SecretStr
     from slack_sdk import WebClient
 
@@ -128,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from aims_core.services.demo import load_demo
     from aims_core.settings import Settings
     from aims_core.uow import Actor, UnitOfWork
+    from notifications.fake_slack import FakeSlack
 
     work = Path(tempfile.mkdtemp(prefix="aims-bench-"))
     fake = FakeSlack().start()

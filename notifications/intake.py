@@ -103,6 +103,40 @@ class AlertmanagerWebhook(BaseModel):
     alerts: list[Alert] = Field(min_length=1, max_length=MAX_ALERTS)
 
 
+def firing_webhook(
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    fingerprint: str,
+    *,
+    starts_at: str = "2026-11-24T07:41:30.482139551Z",
+    source: str = "http://prometheus-0:9090/graph?g0.expr=fairness",
+) -> dict[str, Any]:
+    """The body Alertmanager posts when one alert of a group fires (for the demo day and the
+    benchmark, which send what a real Alertmanager would)."""
+    return {
+        "receiver": "aims-intake",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": annotations,
+                "startsAt": starts_at,
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": source,
+                "fingerprint": fingerprint,
+            }
+        ],
+        "groupLabels": {"alertname": labels["alertname"]},
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager-0:9093",
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{labels["alertname"]}"}}',
+        "truncatedAlerts": 0,
+    }
+
+
 # --- mapping to intake items -------------------------------------------------------------------
 
 

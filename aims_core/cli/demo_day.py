@@ -136,13 +136,21 @@ class DemoDay:
                 f"       {verb} incident {item['incident_id']}; first message "
                 f"{note.get('state', '-')}"
             )
-            run = item.get("run") or {}
-            if run.get("id"):
-                self.say(f"       playbook run {run['url']}")
+            run_id = (item.get("run") or {}).get("id") or self._incident_run(item["incident_id"])
+            if run_id:
+                from aims_core.cli.engine import run_url
+
+                self.say(f"       playbook run {run_url(run_id)}")
                 day_run = self._track(
-                    "incident response", run["id"], {"Running", *WAITING, "Completed"}
+                    "incident response", run_id, {"Running", *WAITING, "Completed"}
                 )
                 self._wait(day_run, 90)
+
+    def _incident_run(self, incident_id: int) -> str | None:
+        """The run of an incident the alert attached to (a demo day run twice on one day)."""
+        from aims_core.services.incidents import get_incident
+
+        return get_incident(UnitOfWork(self.settings), incident_id).flow_run_id
 
     def management_review(self) -> None:
         from aims_core.cli.engine import start_run
@@ -251,6 +259,8 @@ def _next_stage(uow: UnitOfWork, system: str) -> LifecycleStage:
 
 def _alert(fingerprint: str) -> dict[str, Any]:
     """What Alertmanager (webhook v4) sends when the fairness monitor's rule fires."""
+    from notifications.intake import firing_webhook
+
     labels = {
         "alertname": "FairnessDisparateImpactLow",
         "ai_system": ALERT_SYSTEM,
@@ -258,32 +268,17 @@ def _alert(fingerprint: str) -> dict[str, Any]:
         "category": "bias",
         "job": "fairness-monitor",
     }
-    return {
-        "receiver": "aims-intake",
-        "status": "firing",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {
-                    "summary": f"{ALERT_SYSTEM}: selection-rate ratio for applicants over 50 is "
-                    "0.61",
-                    "description": "Below the 0.8 four-fifths threshold for 30 minutes.",
-                },
-                "startsAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus.demo:9090/graph?g0.expr=fairness",
-                "fingerprint": fingerprint,
-            }
-        ],
-        "groupLabels": {"alertname": labels["alertname"]},
-        "commonLabels": labels,
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager.demo:9093",
-        "version": "4",
-        "groupKey": '{}:{alertname="FairnessDisparateImpactLow"}',
-        "truncatedAlerts": 0,
+    annotations = {
+        "summary": f"{ALERT_SYSTEM}: selection-rate ratio for applicants over 50 is 0.61",
+        "description": "Below the 0.8 four-fifths threshold for 30 minutes.",
     }
+    return firing_webhook(
+        labels,
+        annotations,
+        fingerprint,
+        starts_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        source="http://prometheus.demo:9090/graph?g0.expr=fairness",
+    )
 
 
 def intake_token(settings: Settings) -> tuple[str, dict[str, str]]:
