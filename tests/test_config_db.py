@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from aims_core.database import head_revision
@@ -72,3 +74,18 @@ def test_init_generates_the_evidence_key_once(cli, tmp_path, monkeypatch) -> Non
     second = cli.invoke(app, ["init"])
     assert "evidence key generated" not in second.output
     assert (data / "evidence.key").read_text() == key
+
+
+def test_a_command_on_a_database_never_initialised_says_run_aims_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from aims_core.cli import app
+
+    monkeypatch.setenv("AIMS_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("AIMS_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(app, ["systems", "list"])
+    assert result.exit_code == 2, result.output
+    assert "run `aims init`" in result.output and "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -10,6 +10,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 from typer._click import Context
 from typer.core import TyperGroup
 
@@ -29,6 +30,17 @@ class AimsGroup(TyperGroup):
             fail(str(exc), code=exc.exit_code)
         except ValidationError as exc:
             fail(str(from_validation_error(exc)))
+        except DBAPIError as exc:
+            message, code = database_problem(exc)
+            fail(message, code=code)
+
+
+def database_problem(exc: DBAPIError) -> tuple[str, int]:
+    """A database that is not there or not initialised is the operator's to fix: say how."""
+    first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    if "no such table" in first or ("relation" in first and "does not exist" in first):
+        return f"database: the AIMS database has no tables yet ({first}): run `aims init`", 2
+    return f"database: cannot use the AIMS database: {first}", 1
 
 
 def fail(message: str, *details: str, code: int = 2) -> NoReturn:
