@@ -130,11 +130,12 @@ class DemoDay:
             self.say(f"       intake answered {response.status_code}: {response.text[:300]}")
             return
         for item in response.json()["incidents"]:
-            verb = "opened" if item["created"] else "attached to open"
             note = item.get("notification") or {}
             self.say(
-                f"       {verb} incident {item['incident_id']}; first message "
+                f"       opened incident {item['incident_id']}; first message "
                 f"{note.get('state', '-')}"
+                if item["created"]
+                else f"       repeats open incident {item['incident_id']}: added to its timeline"
             )
             run_id = (item.get("run") or {}).get("id") or self._incident_run(item["incident_id"])
             if run_id:
