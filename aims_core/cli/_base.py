@@ -10,7 +10,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from typer._click import Context
 from typer.core import TyperGroup
 
@@ -30,7 +30,7 @@ class AimsGroup(TyperGroup):
             fail(str(exc), code=exc.exit_code)
         except ValidationError as exc:
             fail(str(from_validation_error(exc)))
-        except DBAPIError as exc:
+        except (OperationalError, ProgrammingError) as exc:
             message, code = database_problem(exc)
             fail(message, code=code)
 
