@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,25 @@ def _pg_url() -> str | None:
             pytest.fail(f"CI=true but {PG_ENV} is not set: the PostgreSQL half must run in CI")
         pytest.skip(f"PostgreSQL half skipped: set {PG_ENV} (`.ci/run` does) to run it")
     return url
+
+
+@contextmanager
+def scratch_database(admin_url: str, prefix: str, driver: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for a test that runs servers of its own (its URL with
+    `driver`, e.g. psycopg for AIMS, asyncpg for a Prefect server); dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    url = make_url(admin_url).set(drivername=f"postgresql+{driver}", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        if driver == "psycopg":
+            dispose_engine(url.render_as_string(hide_password=False))
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,73 +22,25 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import _pg_url
-from prefect_harness import ROOT, free_port
+from conftest import _pg_url, scratch_database
+from prefect_harness import ROOT, free_port, processes_with, wait_for_log
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from aims_core.cli import app
-from aims_core.db import dispose_engine
 
 READY = "The engine stays up; Ctrl-C stops it."
-
-
-def _database(admin_url: str, prefix: str, driver: str) -> tuple[str, str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    url = make_url(admin_url).set(drivername=driver, database=name)
-    return name, url.render_as_string(hide_password=False)
-
-
-def _drop(admin_url: str, name: str) -> None:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
-
-
-def _processes_with(needle: str) -> list[int]:
-    """Live processes whose environment names `needle` (the test's own data dir)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle.encode() in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def _wait_for_line(log: Path, proc: subprocess.Popen[bytes], line: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = log.read_text(errors="replace") if log.exists() else ""
-        if line in out:
-            return out
-        if proc.poll() is not None:
-            raise AssertionError(f"`aims demo run` exited {proc.returncode}:\n{out[-4000:]}")
-        time.sleep(1)
-    raise AssertionError(f"no {line!r} after {timeout:.0f} s:\n{out[-4000:]}")
 
 
 @pytest.fixture
 def databases() -> Iterator[dict[str, str]]:
     admin_url = _pg_url()
     assert admin_url
-    aims_name, aims_url = _database(admin_url, "aims_up", "postgresql+psycopg")
-    prefect_name, prefect_url = _database(admin_url, "prefect_up", "postgresql+asyncpg")
-    try:
+    with (
+        scratch_database(admin_url, "aims_up", "psycopg") as aims_url,
+        scratch_database(admin_url, "prefect_up", "asyncpg") as prefect_url,
+    ):
         yield {"aims": aims_url, "prefect": prefect_url}
-    finally:
-        dispose_engine(aims_url)
-        _drop(admin_url, aims_name)
-        _drop(admin_url, prefect_name)
 
 
 def test_demo_on_postgresql_stays_up_lists_its_runs_and_ctrl_c_leaves_nothing(
@@ -125,7 +78,7 @@ def test_demo_on_postgresql_stays_up_lists_its_runs_and_ctrl_c_leaves_nothing(
             start_new_session=True,
         )
     try:
-        output = _wait_for_line(log, proc, READY, timeout=300)
+        output = wait_for_log(log, proc, re.escape(READY), timeout=300)
         assert "Prefect data  postgresql+asyncpg (PREFECT_SERVER_DATABASE_CONNECTION_URL)" in output
         assert output.count("\n  ok ") == 3, output  # every step of the day showed in Prefect
         assert "  slack → " in output  # the fake Slack printed what the engine sent
@@ -166,15 +119,15 @@ def test_demo_on_postgresql_stays_up_lists_its_runs_and_ctrl_c_leaves_nothing(
         tail = log.read_text()
         assert "stopping Prefect server ..." in tail and "engine stopped" in tail
         deadline = time.monotonic() + 10
-        while _processes_with(str(data)) and time.monotonic() < deadline:
+        while processes_with(str(data)) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert _processes_with(str(data)) == []
+        assert processes_with(str(data)) == []
         assert not (data / "engine.json").exists()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-        for pid in _processes_with(str(data)):
+        for pid in processes_with(str(data)):
             os.kill(pid, signal.SIGKILL)
 
 

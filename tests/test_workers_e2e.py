@@ -12,7 +12,6 @@ subprocesses, with the commands docs/DEPLOYING.md gives.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -22,14 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import _pg_url
+from conftest import _pg_url, scratch_database
 from prefect_fixtures import wait_for_state
-from prefect_harness import ROOT, PrefectServer, Process, free_port, processes_for_flow_run
+from prefect_harness import (
+    ROOT,
+    PrefectServer,
+    Process,
+    free_port,
+    processes_for_flow_run,
+    wait_for_log,
+)
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from aims_core.database import initialise
-from aims_core.db import dispose_engine, session_factory
+from aims_core.db import session_factory
 from aims_core.models import AISystem, ApprovalRequest, GateReview, LifecycleStage
 from aims_core.services import evidence
 from aims_core.services.demo import load_demo
@@ -93,56 +99,26 @@ class ScaleOut:
         )
 
 
-def _database(admin_url: str, name: str, driver: str) -> str:
-    return (
-        make_url(admin_url)
-        .set(drivername=f"postgresql+{driver}", database=name)
-        .render_as_string(hide_password=False)
-    )
-
-
 @pytest.fixture(scope="module")
 def scale_out(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleOut]:
     admin_url = _pg_url()
-    suffix = uuid.uuid4().hex[:8]
-    names = [f"prefect_w_{suffix}", f"aims_w_{suffix}"]
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for name in names:
-            conn.execute(text(f"CREATE DATABASE {name}"))
+    assert admin_url
     work = tmp_path_factory.mktemp("scale-out")
-    server = PrefectServer(free_port(), work / "server-home")
-    server.home.mkdir()
-    prefect_db_url = _database(admin_url, names[0], "asyncpg")
-    server.process.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = prefect_db_url
-    aims_url = _database(admin_url, names[1], "psycopg")
-    settings = Settings(data_dir=work / "aims-data", database_url=aims_url)
-    try:
-        initialise(settings, ACTOR)
-        load_demo(UnitOfWork(settings), ACTOR)
-        server.start(timeout=180)
-        yield ScaleOut(server, settings, prefect_db_url, work / "results", work)
-    finally:
-        server.stop()
-        dispose_engine(aims_url)
-        with admin.connect() as conn:
-            for name in names:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
-
-
-def _wait_for_log(process: Process, pattern: str, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text_ = process.log.read_text(errors="replace") if process.log.exists() else ""
-        if re.search(pattern, text_):
-            return text_
-        if process.proc is not None and process.proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    raise AssertionError(
-        f"{pattern!r} not in {process.log.name} after {timeout} s:\n{process.tail()}"
-    )
+    with (
+        scratch_database(admin_url, "prefect_w", "asyncpg") as prefect_db_url,
+        scratch_database(admin_url, "aims_w", "psycopg") as aims_url,
+    ):
+        server = PrefectServer(free_port(), work / "server-home")
+        server.home.mkdir()
+        server.process.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = prefect_db_url
+        settings = Settings(data_dir=work / "aims-data", database_url=aims_url)
+        try:
+            initialise(settings, ACTOR)
+            load_demo(UnitOfWork(settings), ACTOR)
+            server.start(timeout=180)
+            yield ScaleOut(server, settings, prefect_db_url, work / "results", work)
+        finally:
+            server.stop()
 
 
 def _wait_until_gone(flow_run_id: str, timeout: float = 30) -> None:
@@ -214,7 +190,7 @@ def test_a_gate_suspended_on_one_worker_resumes_and_completes_on_another(
         worker_a, worker_b = s.worker("worker-a"), s.worker("worker-b")
         try:
             worker_a.start()
-            _wait_for_log(worker_a, r"Worker .* started")
+            wait_for_log(worker_a.log, worker_a.proc, r"Worker .* started", 60)
 
             # Worker A takes the gate, which asks for the approval and suspends.
             out = s.run(
@@ -223,7 +199,9 @@ def test_a_gate_suspended_on_one_worker_resumes_and_completes_on_another(
             )  # fmt: skip
             run_id = out.split("(", 1)[1].split(")", 1)[0]
             wait_for_state(run_id, {"Suspended"}, timeout=120)
-            _wait_for_log(worker_a, rf"Execution of flow run '{run_id}' is paused")
+            wait_for_log(
+                worker_a.log, worker_a.proc, rf"Execution of flow run '{run_id}' is paused", 60
+            )
             _wait_until_gone(run_id)  # suspended: its process exits, nothing is kept
             review = _first(s.settings, select(GateReview).where(GateReview.flow_run_id == run_id))
             assert review is not None and review.status == "waiting"
@@ -237,7 +215,7 @@ def test_a_gate_suspended_on_one_worker_resumes_and_completes_on_another(
             # A goes away; B (same storage block, its own home) is the only worker left.
             worker_a.stop()
             worker_b.start()
-            _wait_for_log(worker_b, r"Worker .* started")
+            wait_for_log(worker_b.log, worker_b.proc, r"Worker .* started", 60)
             approved = s.run(
                 sys.executable, "-m", "aims_core.cli", "approve", str(request.id), "--as", APPROVER
             )

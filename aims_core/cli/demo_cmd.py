@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+
 import typer
 
 from aims_core.cli._base import print_table
@@ -51,12 +54,14 @@ def run(
     Prefect UI: a gate waiting for approval, an incident from an Alertmanager alert running its
     playbook, the management review pack. Runs until Ctrl-C (or, with --exit, until the day is
     done: exit 0 when every step shows in Prefect as it should)."""
-    from aims_core.cli.demo_day import DemoDay, intake_token, load_organisation
+    from aims_core.cli.demo_day import DemoDay, load_organisation
     from aims_core.cli.up_cmd import build_engine, default_runner_limit, describe, run_engine
 
     settings = get_settings()
     load_organisation(settings)
-    token, extra_env = intake_token(settings)
+    extra_env: dict[str, str] = {}
+    if settings.intake_token is None:  # this run's HTTP app and the day's alert share one
+        extra_env["AIMS_INTAKE_TOKEN"] = secrets.token_urlsafe(24)
     slack = None
     if fake_slack:
         from notifications.fake_slack import FakeSlack
@@ -64,7 +69,8 @@ def run(
         slack = FakeSlack(on_message=_print_slack).start()
         extra_env |= {"AIMS_SLACK_BOT_TOKEN": slack.token, "AIMS_SLACK_API_URL": slack.base_url}
         typer.echo(f"fake Slack on {slack.base_url}: every message is printed here")
-    settings = settings.model_copy(update=_settings_update(extra_env))
+    os.environ.update(extra_env)  # this process reads what the engine's parts are given
+    settings = get_settings()
     engine = build_engine(
         settings,
         port=port,
@@ -79,7 +85,7 @@ def run(
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         typer.echo(describe(engine, settings))
-        day = DemoDay(settings, engine.http.url, token, stopped=engine.stopping)
+        day = DemoDay(settings, engine.http.url, stopped=engine.stopping)
         with temporary_settings({PREFECT_API_URL: engine.api_url}):  # this process's client
             outcome.append(day.run())
         if exit_after:
@@ -99,20 +105,6 @@ def run(
         typer.echo("the demo day did not show every step in Prefect (see the marks above)")
         code = 1
     raise typer.Exit(code)
-
-
-def _settings_update(env: dict[str, str]) -> dict[str, object]:
-    from pydantic import SecretStr
-
-    update: dict[str, object] = {}
-    if "AIMS_SLACK_BOT_TOKEN" in env:
-        update |= {
-            "slack_bot_token": SecretStr(env["AIMS_SLACK_BOT_TOKEN"]),
-            "slack_api_url": env["AIMS_SLACK_API_URL"],
-        }
-    if "AIMS_INTAKE_TOKEN" in env:
-        update["intake_token"] = SecretStr(env["AIMS_INTAKE_TOKEN"])
-    return update
 
 
 def _print_slack(message: object, updated: bool) -> None:

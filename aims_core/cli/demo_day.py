@@ -10,11 +10,11 @@ day left the organisation (a gate already waiting is shown, not asked again).
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,7 +47,6 @@ class DayRun:
 class DemoDay:
     settings: Settings
     http_url: str
-    intake_token: str
     stopped: Callable[[], bool]
     say: Callable[[str], None] = typer.echo
     runs: list[DayRun] = field(default_factory=list)
@@ -123,7 +122,7 @@ class DemoDay:
         response = httpx.post(
             f"{self.http_url}/alertmanager",
             json=_alert(fingerprint),
-            headers={"Authorization": f"Bearer {self.intake_token}"},
+            headers={"Authorization": f"Bearer {self._intake_token()}"},
             timeout=60,
         )
         if response.status_code >= 300:
@@ -146,6 +145,10 @@ class DemoDay:
                     "incident response", run_id, {"Running", *WAITING, "Completed"}
                 )
                 self._wait(day_run, 90)
+
+    def _intake_token(self) -> str:
+        assert self.settings.intake_token is not None, "the demo sets one when none is configured"
+        return self.settings.intake_token.get_secret_value()
 
     def _incident_run(self, incident_id: int) -> str | None:
         """The run of an incident the alert attached to (a demo day run twice on one day)."""
@@ -243,8 +246,6 @@ class DemoDay:
 
 
 def _exists(path: str) -> bool:
-    from pathlib import Path
-
     return Path(path).is_file()
 
 
@@ -280,14 +281,6 @@ def _alert(fingerprint: str) -> dict[str, Any]:
         starts_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         source="http://prometheus.demo:9090/graph?g0.expr=fairness",
     )
-
-
-def intake_token(settings: Settings) -> tuple[str, dict[str, str]]:
-    """The intake token the demo posts with; one is made for this run when none is set."""
-    if settings.intake_token is not None:
-        return settings.intake_token.get_secret_value(), {}
-    token = secrets.token_urlsafe(24)
-    return token, {"AIMS_INTAKE_TOKEN": token}
 
 
 def load_organisation(settings: Settings) -> None:

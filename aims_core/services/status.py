@@ -186,17 +186,7 @@ class WaitingOn(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def total(self) -> int:
-        return (
-            self.approvals
-            + self.clocks
-            + self.capa_actions
-            + self.capa_verifications
-            + self.trainings
-            + self.review_actions
-            + self.policy_reviews
-            + self.policy_exceptions
-            + self.vendor_assessments
-        )
+        return sum(getattr(self, name) for name in type(self).model_fields)
 
 
 class StatusReport(BaseModel):
