@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint format install install-dev clean
+.PHONY: demo test bench bench-readme lint format install install-dev clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,17 @@ demo: install
 ## test: install with dev extras, lint, run the whole test suite
 test: install-dev lint
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest -q $(PYTEST_ARGS)
+
+## bench: the benchmarks (never part of test or CI): sizes S and M on SQLite and PostgreSQL,
+## each figure against a baseline measured in the same run; prints a table and writes
+## bench/results/latest.json (~15 min). BENCH_ARGS="--sizes S,M,L --decisions 200" for more.
+BENCH_ARGS ?=
+bench: install-dev
+	PY=$(BIN)/python PREFECT_SERVER_ANALYTICS_ENABLED=false bash bench/run.sh $(BENCH_ARGS)
+
+## bench-readme: publish bench/results/latest.json as the README's table of figures
+bench-readme: install-dev
+	$(BIN)/python -m bench.readme_table
 
 lint: install-dev
 	$(BIN)/ruff check .

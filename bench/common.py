@@ -288,7 +288,11 @@ def organisation(size: str, database: str, ctx: Context) -> Org:
         if not ctx.postgres_url:
             raise RuntimeError("no PostgreSQL server (set AIMS_BENCH_POSTGRES_URL)")
         url = _pg_database(ctx.postgres_url, f"bench_org_{key.replace('-', '_').lower()}")
-    if done.exists() and json.loads(done.read_text()).get("url") == url:
+    if (
+        done.exists()
+        and json.loads(done.read_text()).get("url") == url
+        and (database == "sqlite" or _pg_exists(ctx.postgres_url or "", url.rsplit("/", 1)[1]))
+    ):
         return Org(size, database, data_dir, url, None)
     for old in CACHE_DIR.glob(f"org-{database}-{size}-*"):
         shutil.rmtree(old, ignore_errors=True)
@@ -297,6 +301,19 @@ def organisation(size: str, database: str, ctx: Context) -> Org:
     seconds = _run_synth(size, data_dir, url if database == "postgresql" else None)
     done.write_text(json.dumps({"url": url, "seconds": seconds, "size": size}))
     return Org(size, database, data_dir, url, seconds)
+
+
+def _pg_exists(admin_url: str, name: str) -> bool:
+    """Whether the cached organisation's database is still there (a new cluster has none)."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(admin_url)
+    with admin.connect() as conn:
+        found = conn.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+        ).first()
+    admin.dispose()
+    return found is not None
 
 
 def _pg_database(admin_url: str, name: str, fresh: bool = False) -> str:
