@@ -368,6 +368,17 @@ def scratch_database(ctx: Context, database: str, prefix: str) -> Iterator[tuple
 
 
 @contextlib.contextmanager
+def _talking_to(api_url: str) -> Iterator[None]:
+    """This process's Prefect clients and events on `api_url`. Prefect reads its settings once,
+    at import: a PREFECT_API_URL exported later is not seen, and a client would start a
+    temporary server of its own instead. (Child processes get the exported variable.)"""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        yield
+
+
+@contextlib.contextmanager
 def prefect_api(ctx: Context) -> Iterator[str]:
     """A Prefect API URL: the context's, or a server started here on 127.0.0.1 for the run.
 
@@ -375,7 +386,8 @@ def prefect_api(ctx: Context) -> Iterator[str]:
     """
     if ctx.prefect_api_url:
         os.environ["PREFECT_API_URL"] = ctx.prefect_api_url
-        yield ctx.prefect_api_url
+        with _talking_to(ctx.prefect_api_url):
+            yield ctx.prefect_api_url
         return
     from deployments.local_engine import PrefectServer, free_port
 
@@ -388,7 +400,8 @@ def prefect_api(ctx: Context) -> Iterator[str]:
     os.environ["PREFECT_HOME"] = str(home)
     ctx.prefect_api_url = server.api_url
     try:
-        yield server.api_url
+        with _talking_to(server.api_url):
+            yield server.api_url
     finally:
         ctx.prefect_api_url = None
         server.stop()
