@@ -529,9 +529,16 @@ def writable_copy(org: Org, ctx: Context) -> Iterator[Org]:
     name = f"{source}_copy_{os.getpid()}"
     dispose_engine(org.database_url)  # no session may hold the template open
     admin = create_engine(ctx.postgres_url or "", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {source}"))
+    for attempt in range(20):  # PostgreSQL refuses a template another session is connected to
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {source}"))
+            break
+        except Exception as exc:
+            if "being accessed by other users" not in str(exc) or attempt == 19:
+                raise
+            time.sleep(1.5)
     url = org.database_url.rsplit("/", 1)[0] + "/" + name
     try:
         yield Org(org.size, org.database, data_dir, url, None)

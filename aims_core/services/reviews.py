@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from aims_core.errors import Conflict, InvalidInput, NotFound, from_validation_error
@@ -403,30 +403,36 @@ def _incident_figures(
 
 
 def _risk_figures(s: Session, settings: Settings, end: datetime) -> dict[str, Any]:
+    """Open risks at `end` by tier and score band, and residual scores by tier. The database
+    counts the risks per (tier, score, residual): a few hundred rows rather than one per risk."""
     policy = risk_policy(settings)
     df = _frame(
         s,
-        select(AISystem.risk_tier, Risk.score, Risk.residual_score)
+        select(AISystem.risk_tier, Risk.score, Risk.residual_score, func.count().label("n"))
         .join(AISystem, AISystem.id == Risk.system_id)
-        .where(Risk.status != RiskStatus.closed, Risk.created_at < end),
+        .where(Risk.status != RiskStatus.closed, Risk.created_at < end)
+        .group_by(AISystem.risk_tier, Risk.score, Risk.residual_score),
     )
-    df["tier"] = df["risk_tier"].map(lambda t: getattr(t, "value", t))
-    df["band"] = df["score"].map(policy.level)
+    tiers = {t: getattr(t, "value", t) for t in df["risk_tier"].unique()}
+    df["tier"] = df["risk_tier"].map(tiers)
+    df["band"] = df["score"].map({v: policy.level(v) for v in df["score"].unique()})
     posture = [
         RiskBandRow(tier=tier, band=band, risks=int(n))
-        for (tier, band), n in df.groupby(["tier", "band"]).size().items()
+        for (tier, band), n in df.groupby(["tier", "band"])["n"].sum().items()
     ]
     residual = []
     for tier, g in df.groupby("tier"):
-        r = g["residual_score"].dropna()
+        has = g["residual_score"].notna()
+        with_residual = int(g.loc[has, "n"].sum())
+        total = (g.loc[has, "residual_score"].astype(float) * g.loc[has, "n"]).sum()
         effective = g["residual_score"].fillna(g["score"])
         residual.append(
             ResidualRow(
                 tier=str(tier),
-                risks=len(g),
-                with_residual=len(r),
-                mean_residual=round(float(r.mean()), 1) if len(r) else None,
-                above_appetite=int((effective > policy.appetite).sum()),
+                risks=int(g["n"].sum()),
+                with_residual=with_residual,
+                mean_residual=round(float(total) / with_residual, 1) if with_residual else None,
+                above_appetite=int(g.loc[effective > policy.appetite, "n"].sum()),
             )
         )
     return {"risk_posture": posture, "residual_by_tier": residual, "risk_appetite": policy.appetite}
