@@ -39,7 +39,11 @@ test: install-dev lint
 ## each figure against a baseline measured in the same run; prints a table and writes
 ## bench/results/latest.json (~15 min). BENCH_ARGS="--sizes S,M,L --decisions 200" for more.
 BENCH_ARGS ?=
-bench: install-dev
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed-dev
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	PY=$(BIN)/python PREFECT_SERVER_ANALYTICS_ENABLED=false bash bench/run.sh $(BENCH_ARGS)
 
 ## bench-readme: publish bench/results/latest.json as the README's table of figures

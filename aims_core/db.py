@@ -46,7 +46,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is on disk when it returns (in WAL mode, one fsync of the log). With
+        # NORMAL a power loss could drop commits whose evidence anchor, fsynced after the
+        # commit, already names them: a false tamper alarm, and lost decisions.
+        cur.execute("PRAGMA synchronous=FULL")
         cur.close()
 
     @event.listens_for(engine, "begin")
