@@ -439,12 +439,12 @@ def print_figures(figures: list[Figure]) -> None:
             f.size or "",
             f.database or "",
             fmt(f.value, f.unit),
-            fmt(f.baseline, f.unit) + (f" ({f.baseline_label})" if f.baseline_label else ""),
+            fmt(f.baseline, f.unit),
             fmt(f.ratio, "×") if f.ratio is not None else "–",
             f.target.text(f.unit) if f.target else "–",
             met,
         )
-    Console().print(table)
+    Console(width=max(Console().width, 150)).print(table)  # what each baseline is: the JSON
 
 
 def save(results: Results, path: Path = LATEST) -> None:

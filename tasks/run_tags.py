@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
 if TYPE_CHECKING:
@@ -23,12 +24,22 @@ if TYPE_CHECKING:
 
 
 def tag_this_run(wanted: Iterable[str]) -> None:
-    """Add the `wanted` tags the current run does not have yet (its own tags are kept)."""
+    """Add the `wanted` tags the current run does not have yet (its own tags are kept).
+
+    The run's tags come from its run context (the engine reads the run when it starts, and what
+    is added here is kept there), so no API read: one call when tags are missing, none when not.
+    Every API call made right after a task waits for the server to record that task's states
+    (10-50 ms on the SQLite-backed server; see bench/orchestration.py)."""
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx is not None else None
     with get_client(sync_client=True) as client:
-        tags = client.read_flow_run(flow_run.id).tags
+        if run is None:  # not inside a flow run's context: ask the API
+            run = client.read_flow_run(flow_run.id)
+        tags = list(run.tags)
         missing = [t for t in dict.fromkeys(wanted) if t and t not in tags]
         if missing:
-            client.update_flow_run(flow_run.id, tags=[*tags, *missing])
+            client.update_flow_run(run.id, tags=[*tags, *missing])
+            run.tags = [*tags, *missing]
 
 
 def system_tags(system: str | None, settings: Settings | None = None) -> list[str]:

@@ -490,7 +490,7 @@ def test_cli_request_starts_a_named_tagged_run(  # type: ignore[no-untyped-def]
             "stage-gate/stage-gate",
             {"system": "fraud-detection", "to_stage": "deployment", "requester": DS},
             "gate fraud-detection: validation→deployment",
-            ["gate", "fraud-detection", "tier:high"],
+            ["gate", "fraud-detection", "high", "tier:high"],
         )
     ]
     assert "started run gate fraud-detection: validation→deployment (run-123)" in out.output

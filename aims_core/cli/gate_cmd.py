@@ -135,7 +135,8 @@ def request(
         "stage-gate/stage-gate",
         {"system": checklist.system, "to_stage": checklist.to_stage.value, "requester": requester},
         name=gates.gate_run_name(uow, checklist.system, checklist.to_stage),
-        tags=["gate", checklist.system, f"tier:{checklist.tier.value}"],
+        # the tags the run adds itself (tasks/run_tags.py), so it needs no API call for them
+        tags=["gate", checklist.system, checklist.tier.value, f"tier:{checklist.tier.value}"],
     )
     typer.echo(f"started run {name} ({run_id})\n{url}")
     if checklist.status != "ready":
