@@ -5,13 +5,19 @@
 replayed or tampered click is refused before any of it is parsed. A verified click is decided and
 committed before the 200 goes out (an acknowledged decision is never lost); updating Slack and
 resuming the Prefect run happen afterwards, in a background task, so Slack gets its answer within
-its 3 seconds even when Prefect is slow.
+its 3 seconds even when Prefect is slow. Follow-ups run FOLLOW_UP_THREADS at a time on threads of
+their own, never on the threads that answer clicks: under a burst of clicks they would otherwise
+pile up (each waits for Prefect and Slack), take every worker thread and fight the clicks for the
+database's write lock, and the acknowledgements would wait seconds behind them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 from fastapi import BackgroundTasks, FastAPI, Request
@@ -25,13 +31,20 @@ from aims_core.models import ApprovalRequest
 from aims_core.settings import Settings, get_settings
 from aims_core.uow import UnitOfWork
 from notifications.intake import intake_router
-from notifications.interactions import FollowUp, ResumeFn, handle_interaction
+from notifications.interactions import (
+    FollowUp,
+    InteractionResult,
+    ResumeFn,
+    handle_interaction,
+)
 from notifications.resume import resume_for_request
 
 log = logging.getLogger(__name__)
 
 # Slack's interaction payloads are a few KiB; anything far bigger is not from Slack.
 MAX_BODY_BYTES = 64 * 1024
+# Follow-ups (Slack updates, one delivery pass, the resume) running at once, in order of clicks.
+FOLLOW_UP_THREADS = 2
 
 
 def create_app(
@@ -49,6 +62,13 @@ def create_app(
     """
     settings = settings or get_settings()
     follow_up = FollowUp(settings=settings, resume=resume, slack_client=slack_client)
+    follow_ups = ThreadPoolExecutor(FOLLOW_UP_THREADS, thread_name_prefix="aims-follow-up")
+    if resume is resume_for_request:  # the first resume would import Prefect amid the clicks
+        follow_ups.submit(_import_prefect_client)
+
+    async def run_follow_up(result: InteractionResult) -> None:
+        await asyncio.get_running_loop().run_in_executor(follow_ups, follow_up, result)
+
     app = FastAPI(
         title="AIMS Flow bridge",
         summary="Slack interactions for AIMS approvals",
@@ -98,12 +118,18 @@ def create_app(
         if result.status_code != 200:
             return _error(result.status_code, result.message)
         if not result.ignored:
-            background.add_task(follow_up, result)
+            background.add_task(run_follow_up, result)
         if not result.message:
             return Response(status_code=200)
         return JSONResponse(result.response_body(), status_code=200)
 
     return app
+
+
+def _import_prefect_client() -> None:
+    """Import Prefect's client now, off the request path, rather than in the first resume."""
+    with contextlib.suppress(Exception):  # the resume itself will say what is wrong
+        import prefect.client.orchestration  # noqa: F401
 
 
 def _error(status: int, message: str) -> JSONResponse:
