@@ -681,7 +681,7 @@ def run(ctx: Context) -> list[Figure]:
     if not 1 <= n <= 1000:
         raise ValueError(f"decisions must be between 1 and 1000 (got {n})")
     figures: list[Figure] = []
-    with prefect_api(ctx) as api_url, _prefect_settings(api_url):
+    with prefect_api(ctx) as api_url:
         console.print(f"[dim]decisions: bare suspend/resume of {n} runs (baseline) …[/]")
         bare = measure_bare(ctx, api_url, n)
         for database in ctx.databases:
@@ -689,15 +689,6 @@ def run(ctx: Context) -> list[Figure]:
             aims = measure_aims(ctx, api_url, database, n)
             figures += _figures(aims, bare)
     return figures
-
-
-@contextlib.contextmanager
-def _prefect_settings(api_url: str) -> Iterator[None]:
-    """Prefect was imported before the API URL was known: point this process's client at it."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        yield
 
 
 def _figures(a: AimsRun, bare: Bare) -> list[Figure]:

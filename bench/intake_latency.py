@@ -179,17 +179,6 @@ class Trigger:
         }
 
 
-@contextlib.contextmanager
-def _talking_to(api_url: str) -> Iterator[None]:
-    """This process's Prefect clients and events on `api_url`. Prefect reads its settings once,
-    at import: PREFECT_API_URL exported later is not seen, and a client would start a temporary
-    server of its own instead."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        yield
-
-
 def _wait_final(flow_run_id: str, timeout: float) -> None:
     from prefect.client.orchestration import get_client
 
@@ -439,7 +428,7 @@ def run(ctx: Context, alerts: int = DEFAULT_ALERTS, events: int = DEFAULT_EVENTS
     }
     measured: dict[str, Intake] = {}
     baseline: list[float] = []
-    with prefect_api(ctx) as api_url, _talking_to(api_url):
+    with prefect_api(ctx) as api_url:
         started = time.perf_counter()  # the shared server's start is not ours
         with served_trigger(ctx, api_url) as trigger:
             trigger_setup = time.perf_counter() - started
