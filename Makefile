@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench bench-readme lint format install install-dev clean
+.PHONY: demo test bench bench-readme reliability-doc lint format install install-dev clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -60,3 +60,8 @@ format: install-dev
 
 clean:
 	rm -rf $(VENV) .aims .pytest_cache .ruff_cache *.egg-info
+
+## reliability-doc: publish the reliability suite's results (.aims/reliability/latest.json, written
+## by `make test`) as RELIABILITY.md
+reliability-doc: install-dev
+	$(BIN)/python tests/reliability.py publish

@@ -27,7 +27,7 @@ from aims_core.db import dispose_engine, get_engine
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 
-pytest_plugins = ["prefect_fixtures"]
+pytest_plugins = ["prefect_fixtures", "reliability"]
 
 PG_ENV = "AIMS_TEST_POSTGRES_URL"
 # One template per session: two test runs on one PostgreSQL server must not drop each other's.
