@@ -1,7 +1,7 @@
 """Benchmark (not a test), figure 5: incident intake → first Slack message, against Prefect's own
 event trigger → run start measured in the same run.
 
-    .venv/bin/python -m bench.intake_latency [--n 90] [--events 10] [--repeats 3] [--postgres]
+    .venv/bin/python -m bench.intake_latency [--n 90] [--events 6] [--repeats 3] [--postgres]
 
 Intake, for each database in the context: the bridge app runs under uvicorn on 127.0.0.1 with a
 scratch AIMS database and the demo organisation; Slack is the fake Web API
@@ -62,7 +62,7 @@ from bench.common import (
 DEFAULT_ALERTS: Final = 90
 MAX_ALERTS: Final = 2000
 #: Trigger events for the Prefect baseline, over the whole run (all databases).
-DEFAULT_EVENTS: Final = 10
+DEFAULT_EVENTS: Final = 6
 MAX_EVENTS: Final = 200
 WARMUP: Final = 5  # untimed alerts / bare posts per database
 EVENT_TIMEOUT: Final = 30.0  # seconds from emit to the run's first line

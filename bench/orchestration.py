@@ -1,7 +1,7 @@
 """Figure 3: orchestration overhead. An AIMS flow (a stage-gate check with its writes) against a
 bare Prefect flow with the same number of tasks doing the same database writes, same run.
 
-    .venv/bin/python -m bench.orchestration [--repeats N] [--postgres]      # N >= 20 rounds
+    .venv/bin/python -m bench.orchestration [--repeats N] [--postgres]      # N >= 12 rounds
 
 The AIMS flow is the stage-gate flow (flows/stage_gate.py) up to the point where it would ask
 for approval: a ready gate suspends there for people, and a suspend needs a served deployment, so
@@ -63,11 +63,11 @@ FROM_STAGE: Final = "validation"
 TO_STAGE: Final = "deployment"
 EVIDENCE_KINDS: Final = ("vv-report", "fairness-report", "deployment-plan")
 REQUESTER: Final = "ds.lead@northwind.example"
-MIN_REPEATS: Final = 20  # rounds of the heartbeat-off flows (~1 s a round)
+MIN_REPEATS: Final = 12  # rounds of the heartbeat-off flows (~1 s a round)
 DEPLOYED_EVERY: Final = 4  # the heartbeat-on pair (~2.5 s) in every 4th round
 WARMUP: Final = 1
-PG_REPEATS: Final = 8
-TIME_LIMIT_S: Final = 75.0  # per database: the loop stops early (with what it has) past this
+PG_REPEATS: Final = 6
+TIME_LIMIT_S: Final = 50.0  # per database: the loop stops early (with what it has) past this
 TARGET: Final = Target(on="ratio", op="<=", bound=1.25)
 
 
