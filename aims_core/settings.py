@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         description="Base URL of the Slack Web API (default https://slack.com/api/); "
         "tests and Slack-compatible gateways point it elsewhere.",
     )
+    slack_team_id: str | None = Field(
+        default=None,
+        description="The Slack workspace (team id, T...) whose button clicks count; clicks from "
+        "any other team are refused. Default: the bot token's workspace (asked once, auth.test).",
+    )
     slack_channel: str | None = Field(
         default=None,
         description="Default Slack channel id for notifications addressed to no one person.",

@@ -11,7 +11,8 @@ each alert once.
 Answers: 201 a new incident, its message at Slack and its run started; 202 recorded, but a
 message is still queued (Slack unavailable) or the run did not start (the body says which and
 why); 200 nothing new (repeats attached, resolved alerts noted); 400 malformed JSON, 401 missing
-or wrong token, 413 too large, 422 invalid content, 503 no token configured.
+or wrong token (audited as `intake.refused`, without the token sent), 413 too large, 422
+invalid content, 503 no token configured.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from aims_core.incident_policy import IncidentPolicyInvalid, incident_policy
 from aims_core.services import intake
 from aims_core.services.intake import IntakeItem, IntakeRejected, IntakeResult, ItemResult, StartFn
 from aims_core.settings import Settings
-from aims_core.uow import Actor
+from aims_core.uow import Actor, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -387,22 +388,45 @@ def _policy_error(exc: IncidentPolicyInvalid) -> JSONResponse:
     return _error(503, f"the incident policy file {exc.source} is invalid", exc.problems)
 
 
-def _token_refusal(settings: Settings, request: Request) -> JSONResponse | None:
-    """None when the bearer token matches; otherwise the refusal (503 when none is set)."""
+def _token_refusal(settings: Settings, request: Request) -> tuple[JSONResponse, str] | None:
+    """None when the bearer token matches; otherwise the refusal (503 when none is set) and
+    why, for the audit trail."""
     expected = settings.intake_token.get_secret_value().strip() if settings.intake_token else ""
     if not expected:
         return _error(
             503,
             "incident intake is not configured: set AIMS_INTAKE_TOKEN (a long random string) "
             "and send it as `Authorization: Bearer <token>`",
-        )
+        ), "not-configured"
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
-        return _error(401, "missing bearer token: send `Authorization: Bearer <intake token>`")
+        return (
+            _error(401, "missing bearer token: send `Authorization: Bearer <intake token>`"),
+            "missing-token",
+        )
     if not hmac.compare_digest(given.strip().encode(), expected.encode()):
         log.warning("intake refused: wrong bearer token (from %s)", _peer(request))
-        return _error(401, "invalid intake token")
+        return _error(401, "invalid intake token"), "wrong-token"
     return None
+
+
+def _audit_refusal(settings: Settings, request: Request, reason: str) -> None:
+    """A 401 is a refused attempt, and refusals are audited: who (the peer), where, why; never
+    the token that was sent. Best effort: a database failure must not turn the 401 into a 500."""
+    peer = _peer(request)
+    try:
+        uow = UnitOfWork(settings)
+        with uow:
+            uow.audit(
+                Actor(who=f"api:unauthenticated@{peer}"[:320], channel="api"),
+                "intake.refused",
+                f"intake:{request.url.path}"[:200],
+                reason=reason,
+                peer=peer,
+            )
+            uow.commit()
+    except Exception as exc:
+        log.warning("intake refusal (%s from %s) not audited: %s", reason, peer, exc)
 
 
 def _peer(request: Request) -> str:
@@ -430,7 +454,10 @@ async def _authorised_payload(
     """Token, then size, then JSON, then the model: the payload, or the refusal to send."""
     refused = _token_refusal(settings, request)
     if refused is not None:
-        return refused
+        response, reason = refused
+        if response.status_code == 401:
+            await run_in_threadpool(_audit_refusal, settings, request, reason)
+        return response
     body = await _read_capped(request, limit)
     if body is None:
         return _error(413, f"request body larger than {limit} bytes")
@@ -440,6 +467,8 @@ async def _authorised_payload(
         return _error(400, "malformed JSON: the body is not UTF-8 text")
     except json.JSONDecodeError as exc:
         return _error(400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    except RecursionError:  # `[[[[...` a few thousand deep: the decoder gives up
+        return _error(400, "malformed JSON: nested too deeply")
     if not isinstance(raw, dict):
         return _error(400, f"malformed payload: expected a JSON object, got {type(raw).__name__}")
     try:

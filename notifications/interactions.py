@@ -14,6 +14,7 @@ payload that cannot have come from our buttons is a 400.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Callable
@@ -145,8 +146,9 @@ def handle_interaction(
     """Decide what the click says, commit it, and say how it went.
 
     Returns only after the decision (or the service's refusal audit event) is committed. Raises
-    only when the database fails: the transport must then not acknowledge, so Slack shows an error
-    (HTTP) or redelivers (Socket Mode), and nothing is half-recorded.
+    only when the database fails (or Slack cannot say which workspace the bot token is in): the
+    transport must then not acknowledge, so Slack shows an error (HTTP) or redelivers (Socket
+    Mode), and nothing is half-recorded. A click from another team than ours is a 400.
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
         return _bad("malformed payload: not a Slack interaction")
@@ -162,8 +164,14 @@ def handle_interaction(
     team_id = parsed.team_id
     if not team_id:
         return _bad("malformed block_actions payload: no team id")
-    expected_team = getattr(settings, "slack_team_id", None)  # a future setting; any team today
-    if expected_team and team_id != expected_team:
+    expected_team = workspace_team(settings)
+    if expected_team is None:
+        return InteractionResult(
+            status_code=503,
+            message="Slack interactions need the workspace they come from: set "
+            "AIMS_SLACK_TEAM_ID (T...) or AIMS_SLACK_BOT_TOKEN (its workspace is used)",
+        )
+    if team_id != expected_team:
         return _bad(f"interaction from team {team_id}, not this workspace")
 
     action = next((a for a in parsed.actions if a.action_id in ACTIONS), None)
@@ -200,6 +208,32 @@ def handle_interaction(
     return InteractionResult(
         status_code=200, message=_decided_text(result, outcome), decision=result, **context
     )
+
+
+# (Web API base URL, SHA-256 of the bot token) -> the team id auth.test answered for it.
+_learned_teams: dict[tuple[str, str], str] = {}
+
+
+def workspace_team(settings: Settings) -> str | None:
+    """The team id whose clicks count: AIMS_SLACK_TEAM_ID, else the bot token's workspace (one
+    auth.test per token and process), else None (nothing to compare with: clicks are refused).
+
+    Raises when Slack cannot tell (unreachable, token refused): the click is then not
+    acknowledged, as when the database fails, and Slack shows an error or redelivers."""
+    if settings.slack_team_id and settings.slack_team_id.strip():
+        return settings.slack_team_id.strip()
+    client = make_client(settings)
+    if client is None or not client.token:
+        return None
+    key = (client.base_url, hashlib.sha256(client.token.encode()).hexdigest())
+    team = _learned_teams.get(key)
+    if team is None:
+        answer = client.auth_test()
+        team = str(answer.get("team_id") or "")
+        if not team:
+            raise RuntimeError("Slack's auth.test named no team for the bot token")
+        _learned_teams[key] = team
+    return team
 
 
 def _refused(

@@ -55,6 +55,10 @@ from aims_core.settings import Settings
 from aims_core.uow import UnitOfWork
 
 log = logging.getLogger("aims.notifications")
+# slack-sdk logs every request and response body at DEBUG, and a DM's body holds the approver's
+# personal code: our clients log through this logger, which never goes below INFO.
+_sdk_log = logging.getLogger("aims.notifications.slack_sdk")
+_sdk_log.setLevel(logging.INFO)
 
 DEFAULT_TIMEOUT: Final = 10.0  # seconds per HTTP request: a hung Slack must not hold the loop
 DEFAULT_RATE_LIMIT_RETRIES: Final = 2
@@ -139,6 +143,7 @@ def make_client(
         token=token,
         base_url=base_url,
         timeout=timeout,  # type: ignore[arg-type]  # urllib takes float seconds
+        logger=_sdk_log,
         retry_handlers=[
             # Only errors raised before the request went out (URLError): a retry cannot
             # duplicate. Errors after it went out surface and are counted by deliver_due.

@@ -45,6 +45,7 @@ from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 from notifications import interactions
 from notifications.app import MAX_BODY_BYTES, create_app
+from notifications.fake_slack import TEAM_ID
 from notifications.slack import deliver_due
 from notifications.socket_mode import SocketModeBridge
 
@@ -74,8 +75,10 @@ class ResumeRecorder:
 
 @pytest.fixture
 def bridge_settings(settings: Settings, actor: Actor, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The test database with the demo org, and a signing secret from the environment."""
+    """The test database with the demo org, and a signing secret and the workspace's team id
+    from the environment."""
     monkeypatch.setenv("AIMS_SLACK_SIGNING_SECRET", SECRET)
+    monkeypatch.setenv("AIMS_SLACK_TEAM_ID", TEAM_ID)
     s = Settings(data_dir=settings.data_dir, database_url=settings.database_url)
     assert s.slack_signing_secret is not None
     load_demo(UnitOfWork(s), actor)
@@ -421,12 +424,12 @@ def test_a_body_that_is_not_utf8_cannot_be_verified(
 @pytest.mark.parametrize(
     ("value", "team"),
     [
-        ("abc", "T0AIMS"),
-        ("-1", "T0AIMS"),
-        ("1; drop", "T0AIMS"),
-        ("", "T0AIMS"),
-        ("2147483648", "T0AIMS"),
-        ("9" * 30, "T0AIMS"),
+        ("abc", TEAM_ID),
+        ("-1", TEAM_ID),
+        ("1; drop", TEAM_ID),
+        ("", TEAM_ID),
+        ("2147483648", TEAM_ID),
+        ("9" * 30, TEAM_ID),
         ("1", None),
     ],
     ids=[

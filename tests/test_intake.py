@@ -438,8 +438,9 @@ def test_bad_intake_is_refused_with_a_clear_message_and_writes_nothing(
     assert response.status_code == status, response.text
     answer = response.json()
     assert answer["ok"] is False and message in answer["error"], answer
-    if status == 401:
+    if status == 401:  # refused and audited (never with the token sent), nothing else written
         assert response.headers["WWW-Authenticate"] == "Bearer"
+        before["audit_event"] += 1
     assert footprint(intake_settings) == before
     assert fake_slack.requests == [] and start.calls == []
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from aims_core.messages import APPROVE_ACTION_ID, DECISION_BLOCK_ID, REJECT_ACTION_ID
+from notifications.fake_slack import TEAM_ID
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -49,7 +50,7 @@ def block_actions_payload(
     user_id: str,
     request_id: int | str,
     action: Literal["approve", "reject"] = "approve",
-    team_id: str | None = "T0AIMS",
+    team_id: str | None = TEAM_ID,
     message_ts: str = "1700000000.000100",
     channel_id: str = "C0AIMS01",
     *,
@@ -58,7 +59,8 @@ def block_actions_payload(
     """A `block_actions` payload shaped like the one Slack sends when a button is clicked.
 
     `request_id` is put in the button value as is (a string like "abc" makes a malformed value);
-    `team_id=None` leaves the team out entirely; `action_id` overrides the button's action id.
+    `team_id` defaults to the fake Slack's workspace (the bot token's team there); `team_id=None`
+    leaves the team out entirely; `action_id` overrides the button's action id.
     """
     aid = action_id or (APPROVE_ACTION_ID if action == "approve" else REJECT_ACTION_ID)
     now = f"{time.time():.6f}"
