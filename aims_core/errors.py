@@ -58,3 +58,12 @@ def problems_of(exc: ValidationError, top: str = "file") -> list[str]:
         msg = "missing" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
         out.append(f"{field}: {msg}")
     return out
+
+
+def refuse_answers(problems: list[tuple[str, str]], field: str = "answers") -> None:
+    """All-or-nothing input: one problem names its own field; several are listed together."""
+    if len(problems) == 1:
+        raise InvalidInput(problems[0][1], problems[0][0])
+    if problems:
+        listed = "; ".join(f"{where}: {msg}" for where, msg in problems)
+        raise InvalidInput(f"{len(problems)} answers refused, none recorded: {listed}", field)

@@ -1040,3 +1040,94 @@ class ReviewAction(Base):
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
 
     owner: Mapped[Person] = relationship()
+
+
+# --- gap assessment and the implementation plan ------------------------------------------------
+
+
+class GapStatus(enum.StrEnum):
+    draft = "draft"
+    answered = "answered"
+    approved = "approved"
+    rejected = "rejected"
+
+
+class GapAssessment(Base):
+    """Where the organisation stands against ISO/IEC 42001: one conformity per requirement,
+    approved; `maturity` is frozen at approval (the rule may change later)."""
+
+    __tablename__ = "gap_assessment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[GapStatus] = mapped_column(
+        _enum(GapStatus, "gap_status"), default=GapStatus.draft, index=True
+    )
+    maturity: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("approval_request.id"))
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column()
+    approved_at: Mapped[datetime | None] = mapped_column()
+
+    answers: Mapped[list[GapAnswer]] = relationship(order_by="GapAnswer.position")
+
+
+class GapAnswer(Base):
+    """One requirement of one assessment: what the records suggest, what the assessor says."""
+
+    __tablename__ = "gap_answer"
+    __table_args__ = (
+        UniqueConstraint("assessment_id", "requirement_id", name="uq_gap_answer_requirement"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assessment_id: Mapped[int] = mapped_column(ForeignKey("gap_assessment.id"), index=True)
+    requirement_id: Mapped[str] = mapped_column(ForeignKey("control.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    suggested_status: Mapped[str | None] = mapped_column(String(24))
+    suggested_records: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str | None] = mapped_column(String(24))
+    note: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[list[str]] = mapped_column(JSON, default=list)
+    answered_by: Mapped[str | None] = mapped_column(String(320))
+    answered_at: Mapped[datetime | None] = mapped_column()
+
+
+class PlanTaskStatus(enum.StrEnum):
+    open = "open"
+    done = "done"
+    superseded = "superseded"  # a later approved assessment made a new plan
+
+
+class PlanTask(Base):
+    """A task of the implementation plan: closes one gap, closed by the evidence it names."""
+
+    __tablename__ = "plan_task"
+    __table_args__ = (
+        UniqueConstraint("assessment_id", "requirement_id", name="uq_plan_task_requirement"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assessment_id: Mapped[int] = mapped_column(ForeignKey("gap_assessment.id"), index=True)
+    requirement_id: Mapped[str] = mapped_column(ForeignKey("control.id"))
+    title: Mapped[str] = mapped_column(String(300))
+    phase: Mapped[str] = mapped_column(String(64))
+    milestone: Mapped[str] = mapped_column(String(200))
+    priority: Mapped[str] = mapped_column(String(16))
+    rank: Mapped[int] = mapped_column(Integer)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    depends_on: Mapped[list[str]] = mapped_column(JSON, default=list)  # requirement ids
+    evidence_kind: Mapped[str] = mapped_column(String(64))
+    status: Mapped[PlanTaskStatus] = mapped_column(
+        _enum(PlanTaskStatus, "plan_task_status"), default=PlanTaskStatus.open, index=True
+    )
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    done_at: Mapped[datetime | None] = mapped_column()
+    reminded_on: Mapped[str | None] = mapped_column(String(10))  # ISO day of the last reminder
+    escalated_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    owner: Mapped[Person] = relationship()

@@ -32,12 +32,14 @@ def all_deployments() -> list[RunnerDeployment]:
     from flows.approval_reconciler import approval_reconciler
     from flows.audit_planning import audit_planning
     from flows.capa import capa
+    from flows.gap_assessment import gap_assessment
     from flows.impact_assessment import impact_assessment
     from flows.incident_clocks import incident_clocks
     from flows.incident_response import incident_response
     from flows.internal_audit import internal_audit
     from flows.management_review import management_review
     from flows.notification_delivery import notification_delivery
+    from flows.plan_tracking import plan_tracking
     from flows.policy_review import policy_approval, policy_review
     from flows.risk_assessment import risk_assessment
     from flows.stage_gate import stage_gate
@@ -69,6 +71,7 @@ def all_deployments() -> list[RunnerDeployment]:
         impact_assessment.to_deployment(
             name="impact-assessment", tags=["aims", "impact-assessment"]
         ),
+        gap_assessment.to_deployment(name="gap-assessment", tags=["aims", "gap-assessment"]),
         incident_response.to_deployment(name="incident-response", tags=["aims", "incident"]),
         capa.to_deployment(name="capa", tags=["aims", "capa"]),
         internal_audit.to_deployment(name="internal-audit", tags=["aims", "audit"]),
@@ -105,6 +108,7 @@ def all_deployments() -> list[RunnerDeployment]:
             training_renewal, "training-renewal", ["training"], Cron("0 7 * * *", timezone=tz)
         ),
         scheduled_pass(policy_review, "policy-review", ["policy"], Cron("0 7 * * *", timezone=tz)),
+        scheduled_pass(plan_tracking, "plan-tracking", ["plan"], Cron("0 7 * * *", timezone=tz)),
         scheduled_pass(
             audit_planning, "audit-planning", ["audit", "planning"], Cron("0 6 1 * *", timezone=tz)
         ),

@@ -34,6 +34,7 @@ SERVED = [
     "stage-gate/stage-gate",
     "risk-assessment/risk-assessment",
     "impact-assessment/impact-assessment",
+    "gap-assessment/gap-assessment",
     "capa/capa",
     "internal-audit/internal-audit",
     "audit-planning/audit-planning",

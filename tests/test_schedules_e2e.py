@@ -126,6 +126,7 @@ def test_every_cycle_is_scheduled_in_the_organisations_time_zone(monkeypatch) ->
     }
     assert when["management-review"] == ["0 6 1 1,4,7,10 *"]
     assert when["training-renewal"] == when["policy-review"] == ["0 7 * * *"]
+    assert when["plan-tracking"] == ["0 7 * * *"]
     assert when["audit-planning"] == ["0 6 1 * *"]
     assert when["vendor-reassessment"] == ["0 6 2 * *"]
     assert when["approval-reconciler"] == [timedelta(minutes=5)]
@@ -139,5 +140,11 @@ def test_every_cycle_is_scheduled_in_the_organisations_time_zone(monkeypatch) ->
     assert crons and {c.timezone for c in crons} == {"Europe/Berlin"}
     assert not any(d.paused for d in served.values())
     # The scheduled passes never pile up behind a slow one.
-    for name in ("training-renewal", "policy-review", "audit-planning", "notification-delivery"):
+    for name in (
+        "training-renewal",
+        "policy-review",
+        "plan-tracking",
+        "audit-planning",
+        "notification-delivery",
+    ):
         assert served[name].concurrency_limit == 1

@@ -230,6 +230,9 @@ def sql_counts(settings: Settings, now: datetime) -> dict[str, int]:
             "AND expires_at <= :horizon",
             horizon=exceptions_horizon,
         ),
+        "plan_tasks_overdue": q(
+            "SELECT count(*) FROM plan_task WHERE status = 'open' AND due_at < :now", now=now
+        ),
     }
 
 
@@ -294,6 +297,7 @@ def test_status_json_equals_the_counts_sql_gives(
         "policy_reviews_due",
         "policy_exceptions_due",
         "vendor_assessments_due",
+        "plan_tasks_overdue",
         "counts",
         "waiting_on",
     }
@@ -321,6 +325,7 @@ def test_status_json_equals_the_counts_sql_gives(
             "policy_reviews_due",
             "policy_exceptions_due",
             "vendor_assessments_due",
+            "plan_tasks_overdue",
         )
     )
 

@@ -17,6 +17,7 @@ from aims_core.cli import (
     demo_cmd,
     drill_cmd,
     evidence_cmd,
+    gap_cmd,
     gate_cmd,
     impact_cmd,
     incident_cmd,
@@ -56,6 +57,8 @@ app.add_typer(raci_cmd.app, name="raci")
 app.add_typer(evidence_cmd.app, name="evidence")
 app.add_typer(gate_cmd.app, name="gate")
 app.add_typer(impact_cmd.app, name="impact")
+app.add_typer(gap_cmd.app, name="gap")
+app.add_typer(gap_cmd.plan_app, name="plan")
 app.add_typer(demo_cmd.app, name="demo")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.command("approve")(approvals_cmd.approve)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+import yaml
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -14,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from typer._click import Context
 from typer.core import TyperGroup
 
-from aims_core.errors import AimsError, ImportRejected, from_validation_error
+from aims_core.errors import AimsError, ImportRejected, InvalidInput, from_validation_error
 
 
 class AimsGroup(TyperGroup):
@@ -75,3 +77,28 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     console().print(table)
+
+
+class _AnswersLoader(yaml.SafeLoader):
+    """YAML without its yes/no/on/off booleans: `vulnerable_people: no` means the option "no"."""
+
+
+_AnswersLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def read_answers(path: Path, keys: str, example: str) -> dict[str, Any]:
+    """An answers file: a YAML mapping of `keys` to answers; an empty value is left for later."""
+    try:
+        data = yaml.load(path.read_text("utf-8"), Loader=_AnswersLoader)
+    except FileNotFoundError:
+        raise InvalidInput(f"no such file: {path}", "file") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", "file") from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path} is not valid YAML: {exc}", "file") from None
+    if not isinstance(data, dict) or not data:
+        raise InvalidInput(f"{path} must map {keys} to answers (e.g. `{example}`)", "file")
+    return {str(k): v for k, v in data.items() if v is not None}

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
-from aims_core.cli._base import print_json, print_table
+from aims_core.cli._base import print_json, print_table, read_answers
 from aims_core.cli.engine import run_ended, wake
 from aims_core.errors import InvalidInput, NotFound
 from aims_core.impact_questionnaire import questionnaire
@@ -30,16 +29,6 @@ DEPLOYMENT = "impact-assessment/impact-assessment"
 SHOWN_MAX = 80  # characters of a text answer in the `show` table
 
 
-class _AnswersLoader(yaml.SafeLoader):
-    """YAML without its yes/no/on/off booleans: `vulnerable_people: no` means the option "no"."""
-
-
-_AnswersLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
 def _resolve(target: str) -> int:
     """An assessment id, or a system name standing for its open assessment."""
     target = target.strip()
@@ -52,23 +41,6 @@ def _resolve(target: str) -> int:
             "assessment",
         )
     return found.id
-
-
-def _read_answers(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.load(path.read_text("utf-8"), Loader=_AnswersLoader)
-    except FileNotFoundError:
-        raise InvalidInput(f"no such file: {path}", "file") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}", "file") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path} is not valid YAML: {exc}", "file") from None
-    if not isinstance(data, dict) or not data:
-        raise InvalidInput(
-            f"{path} must map question ids to answers (e.g. `severity_individuals: 3`)", "file"
-        )
-    # An empty value is a question left for later, not a blank answer.
-    return {str(k): v for k, v in data.items() if v is not None}
 
 
 def _progress(a: ImpactAssessmentOut) -> str:
@@ -201,7 +173,9 @@ def answer(
             f"give one --value per --question ({len(question)} questions, {len(value)} values)",
             "value",
         )
-    answers: dict[str, Any] = _read_answers(file) if file else {}
+    answers: dict[str, Any] = (
+        read_answers(file, "question ids", "severity_individuals: 3") if file else {}
+    )
     answers.update(zip(question, value, strict=True))
     if not answers:
         raise InvalidInput("give --question ID --value VALUE or --file answers.yaml", "answers")

@@ -48,6 +48,7 @@ def headline(c: Counts) -> str:
         (c.policy_reviews_due, "policy review due", "policy reviews due", 0, ""),
         (c.policy_exceptions_due, "policy exception expiring", "policy exceptions expiring", 0, ""),
         (c.vendor_assessments_due, "vendor assessment due", "vendor assessments due", 0, ""),
+        (c.plan_tasks_overdue, "overdue plan task", "overdue plan tasks", 0, ""),
     ):
         if n:
             text = f"{n} {one if n == 1 else many}"
@@ -163,6 +164,15 @@ def _print(r: StatusReport) -> None:
                 for v in r.vendor_assessments_due
             ],
         )
+    if r.plan_tasks_overdue:
+        print_table(
+            f"Implementation plan tasks overdue ({len(r.plan_tasks_overdue)})",
+            ["task", "requirement", "title", "owner", "due", "days overdue"],
+            [
+                (t.task_id, t.requirement, t.title, t.owner, _day(t.due_at), t.days_overdue)
+                for t in r.plan_tasks_overdue
+            ],
+        )
     if r.waiting_on:
         print_table(
             f"Waiting on ({len(r.waiting_on)} people)",
@@ -178,7 +188,8 @@ def _print(r: StatusReport) -> None:
                     w.review_actions
                     + w.policy_reviews
                     + w.policy_exceptions
-                    + w.vendor_assessments,
+                    + w.vendor_assessments
+                    + w.plan_tasks,
                 )
                 for email, w in r.waiting_on.items()
             ],
@@ -195,7 +206,8 @@ def status(
     ),
 ) -> None:
     """What is waiting on whom: open approvals, incident clocks, overdue CAPA actions, expiring
-    trainings, review actions, policy reviews and exceptions, vendor reassessments."""
+    trainings, review actions, policy reviews and exceptions, vendor reassessments, overdue
+    implementation plan tasks."""
     report = statuses.snapshot(UnitOfWork(), now=_as_of(at))
     if as_json:
         print_json(report)

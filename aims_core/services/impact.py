@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from aims_core import reports
-from aims_core.errors import Conflict, InvalidInput, NotFound
+from aims_core.errors import Conflict, InvalidInput, NotFound, refuse_answers
 from aims_core.evidence_schemas import EvidenceIn
 from aims_core.impact_questionnaire import Answer, Questionnaire, questionnaire
 from aims_core.models import (
@@ -322,11 +322,7 @@ def _check_answers(q: Questionnaire, answers: Mapping[str, object]) -> dict[str,
             continue
         if checked[question.id] is None and question.required:
             problems.append((question.id, "required: give an answer"))
-    if len(problems) == 1:
-        raise InvalidInput(problems[0][1], problems[0][0])
-    if problems:
-        listed = "; ".join(f"{qid}: {msg}" for qid, msg in problems)
-        raise InvalidInput(f"{len(problems)} answers refused, none recorded: {listed}", "answers")
+    refuse_answers(problems)
     return checked
 
 

@@ -18,9 +18,7 @@ A period is a calendar quarter in the configured time zone: "2026Q4" = [2026-10-
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
@@ -61,6 +59,7 @@ from aims_core.models import (
     TrainingRequirement,
     as_utc,
 )
+from aims_core.report_assets import bars, embed, figure, frame, kv, png
 from aims_core.reports import render
 from aims_core.risk_policy import risk_policy
 from aims_core.schemas import Email
@@ -629,36 +628,8 @@ def gather(uow: UnitOfWork, period: str, now: datetime | None = None) -> ReviewI
 # --- charts ------------------------------------------------------------------------------------
 
 
-def _figure() -> Any:
-    from matplotlib.figure import Figure  # Agg canvas, no pyplot: no global state, no display
-
-    fig = Figure(figsize=(6.4, 3.4), dpi=100)
-    return fig, fig.add_subplot()
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
-def _bars(title: str, counts: Mapping[str, float], ylabel: str, color: str) -> bytes:
-    fig, ax = _figure()
-    labels = list(counts) or ["(none)"]
-    values = list(counts.values()) or [0]
-    bars = ax.bar(labels, values, color=color)
-    ax.bar_label(bars, fmt="%g")
-    ax.set_title(title)
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(0, max([*values, 1]) * 1.2)
-    if not any(values):
-        ax.text(0.5, 0.5, "none in the period", transform=ax.transAxes, ha="center")
-    return _png(fig)
-
-
 def _capa_chart(inputs: ReviewInputs) -> bytes:
-    fig, ax = _figure()
+    fig, ax = figure()
     trend = inputs.performance.capa_trend
     x = range(len(trend))
     ax.bar([i - 0.2 for i in x], [m.opened for m in trend], 0.4, label="opened", color="#cf222e")
@@ -667,11 +638,11 @@ def _capa_chart(inputs: ReviewInputs) -> bytes:
     ax.set_title("Corrective actions opened and closed per month")
     ax.set_ylabel("CAPAs")
     ax.legend()
-    return _png(fig)
+    return png(fig)
 
 
 def _risk_chart(inputs: ReviewInputs) -> bytes:
-    fig, ax = _figure()
+    fig, ax = figure()
     perf = inputs.performance
     tiers = sorted({r.tier for r in perf.risk_posture}) or ["(none)"]
     bands = list(dict.fromkeys(r.band for r in perf.risk_posture))
@@ -690,11 +661,11 @@ def _risk_chart(inputs: ReviewInputs) -> bytes:
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no open risks", transform=ax.transAxes, ha="center")
-    return _png(fig)
+    return png(fig)
 
 
 def _compliance_chart(inputs: ReviewInputs) -> bytes:
-    fig, ax = _figure()
+    fig, ax = figure()
     perf = inputs.performance
     labels = ["training compliance", "SoA decided", "SoA applicable"]
     values = [
@@ -710,7 +681,7 @@ def _compliance_chart(inputs: ReviewInputs) -> bytes:
         f"Training ({perf.training_current}/{perf.training_required} current) and "
         f"SoA ({perf.soa_decided}/{perf.soa_controls} decided)"
     )
-    return _png(fig)
+    return png(fig)
 
 
 def charts(inputs: ReviewInputs) -> dict[str, tuple[str, bytes]]:
@@ -719,41 +690,23 @@ def charts(inputs: ReviewInputs) -> dict[str, tuple[str, bytes]]:
     return {
         "incidents-by-severity": (
             "Incidents by severity",
-            _bars("Incidents by severity", perf.incidents_by_severity, "incidents", "#d1242f"),
+            bars("Incidents by severity", perf.incidents_by_severity, "incidents", "#d1242f"),
         ),
         "capa-trend": ("CAPAs opened and closed, last four quarters", _capa_chart(inputs)),
         "risk-posture": ("Risk posture by tier", _risk_chart(inputs)),
         "compliance": ("Training compliance and SoA coverage", _compliance_chart(inputs)),
         "findings-by-kind": (
             "Audit findings by kind",
-            _bars("Audit findings by kind", perf.findings_by_kind, "findings", "#8250df"),
+            bars("Audit findings by kind", perf.findings_by_kind, "findings", "#8250df"),
         ),
         "gates-by-outcome": (
             "Gate reviews by outcome",
-            _bars("Gate reviews by outcome", perf.gates_by_outcome, "gate reviews", "#0969da"),
+            bars("Gate reviews by outcome", perf.gates_by_outcome, "gate reviews", "#0969da"),
         ),
     }
 
 
 # --- the workbook ------------------------------------------------------------------------------
-
-
-def _kv(rows: list[tuple[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["figure", "value"])
-
-
-def _naive(df: pd.DataFrame) -> pd.DataFrame:
-    """Excel has no time zones: aware timestamps become naive UTC."""
-    for col in df.columns:
-        if isinstance(df[col].dtype, pd.DatetimeTZDtype):
-            df[col] = df[col].dt.tz_convert("UTC").dt.tz_localize(None)
-        elif df[col].map(lambda v: isinstance(v, datetime)).any():
-            df[col] = pd.to_datetime(df[col], utc=True).dt.tz_localize(None)
-    return df
-
-
-def _rows(items: list[BaseModel], columns: list[str]) -> pd.DataFrame:
-    return _naive(pd.DataFrame([i.model_dump() for i in items], columns=columns))
 
 
 def performance_rows(perf: Performance) -> list[tuple[str, Any]]:
@@ -786,15 +739,15 @@ def _workbook(inputs: ReviewInputs, path: Path) -> None:
     perf = inputs.performance
     ctx_cols = ["id", "kind", "change", "title", "description", "recorded_by", "recorded_at"]
     sheets = {
-        SHEETS["a"]: _rows(
+        SHEETS["a"]: frame(
             inputs.actions,  # type: ignore[arg-type]
             ["id", "review", "decision", "kind", "owner", "due", "status", "done_at", "outcome"],
         ),
-        SHEETS["b"]: _rows(inputs.issues, ctx_cols),  # type: ignore[arg-type]
-        SHEETS["c"]: _rows(inputs.parties, ctx_cols),  # type: ignore[arg-type]
-        SHEETS["d"]: _kv(performance_rows(perf)),
-        SHEETS["e"]: _rows(inputs.improvements, ["source", "ref", "text", "at"]),  # type: ignore[arg-type]
-        "KPI CAPA trend": _rows(perf.capa_trend, ["month", "opened", "closed"]),  # type: ignore[arg-type]
+        SHEETS["b"]: frame(inputs.issues, ctx_cols),  # type: ignore[arg-type]
+        SHEETS["c"]: frame(inputs.parties, ctx_cols),  # type: ignore[arg-type]
+        SHEETS["d"]: kv(performance_rows(perf)),
+        SHEETS["e"]: frame(inputs.improvements, ["source", "ref", "text", "at"]),  # type: ignore[arg-type]
+        "KPI CAPA trend": frame(perf.capa_trend, ["month", "opened", "closed"]),  # type: ignore[arg-type]
         "KPI incidents": pd.DataFrame(
             [("severity", k, v) for k, v in perf.incidents_by_severity.items()]
             + [("category", k, v) for k, v in perf.incidents_by_category.items()],
@@ -803,13 +756,13 @@ def _workbook(inputs: ReviewInputs, path: Path) -> None:
         "KPI gates": pd.DataFrame(
             list(perf.gates_by_outcome.items()), columns=["outcome", "gate reviews"]
         ),
-        "KPI risk posture": _rows(perf.risk_posture, ["tier", "band", "risks"]),  # type: ignore[arg-type]
-        "KPI residual risk": _rows(
+        "KPI risk posture": frame(perf.risk_posture, ["tier", "band", "risks"]),  # type: ignore[arg-type]
+        "KPI residual risk": frame(
             perf.residual_by_tier,  # type: ignore[arg-type]
             ["tier", "risks", "with_residual", "mean_residual", "above_appetite"],
         ),
-        "KPI audits": _rows(perf.audits_closed, ["id", "period", "title", "completed_at"]),  # type: ignore[arg-type]
-        "KPI training SoA": _kv(
+        "KPI audits": frame(perf.audits_closed, ["id", "period", "title", "completed_at"]),  # type: ignore[arg-type]
+        "KPI training SoA": kv(
             [
                 ("training required", perf.training_required),
                 ("training current", perf.training_current),
@@ -821,7 +774,7 @@ def _workbook(inputs: ReviewInputs, path: Path) -> None:
         ),
     }
     with pd.ExcelWriter(path, engine="openpyxl") as xl:
-        _kv(
+        kv(
             [
                 ("period", inputs.period),
                 ("from", f"{inputs.period_start.astimezone(ZoneInfo(inputs.timezone)):%Y-%m-%d}"),
@@ -955,19 +908,7 @@ def _render_files(
 ) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     base = f"management-review-{inputs.period}"
-    drawn = charts(inputs)
-    images = []
-    for name, (caption, png) in drawn.items():
-        file = out_dir / f"{base}-{name}.png"
-        file.write_bytes(png)
-        images.append(
-            {
-                "name": name,
-                "caption": caption,
-                "file": file.name,
-                "b64": base64.b64encode(png).decode("ascii"),
-            }
-        )
+    images = embed(charts(inputs), out_dir, base)
     zone = ZoneInfo(inputs.timezone)
     context = {
         "r": inputs,

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from aims_core.incident_policy import incident_policy
 from aims_core.models import AISystem, Incident, Person, RegulatoryClock, as_utc
-from aims_core.services import approvals, clocks, policies, reviews, training, vendors
+from aims_core.services import approvals, clocks, plan, policies, reviews, training, vendors
 from aims_core.services import capa as capas
 from aims_core.services.training import Status as TrainingStatus
 from aims_core.uow import UnitOfWork
@@ -138,6 +138,15 @@ class VendorItem(BaseModel):
     due_at: datetime
 
 
+class PlanTaskItem(BaseModel):
+    task_id: int
+    requirement: str
+    title: str
+    owner: str
+    due_at: datetime
+    days_overdue: int
+
+
 class Counts(BaseModel):
     approvals: int
     approvals_overdue: int
@@ -151,6 +160,7 @@ class Counts(BaseModel):
     policy_reviews_due: int
     policy_exceptions_due: int
     vendor_assessments_due: int
+    plan_tasks_overdue: int = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -166,6 +176,7 @@ class Counts(BaseModel):
             + self.policy_reviews_due
             + self.policy_exceptions_due
             + self.vendor_assessments_due
+            + self.plan_tasks_overdue
         )
 
 
@@ -182,6 +193,7 @@ class WaitingOn(BaseModel):
     policy_reviews: int = 0
     policy_exceptions: int = 0
     vendor_assessments: int = 0
+    plan_tasks: int = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -202,6 +214,7 @@ class StatusReport(BaseModel):
     policy_reviews_due: list[PolicyReviewItem]
     policy_exceptions_due: list[PolicyExceptionItem]
     vendor_assessments_due: list[VendorItem]
+    plan_tasks_overdue: list[PlanTaskItem] = Field(default_factory=list)
     counts: Counts
     waiting_on: dict[str, WaitingOn] = Field(description="Per person email, most waited-on first.")
 
@@ -422,6 +435,8 @@ def _waiting_on(r: StatusReport) -> dict[str, WaitingOn]:
         add([e.owner], "policy_exceptions")
     for vi in r.vendor_assessments_due:
         add([vi.owner], "vendor_assessments")
+    for pt in r.plan_tasks_overdue:
+        add([pt.owner], "plan_tasks")
     return dict(sorted(out.items(), key=lambda kv: (-kv[1].total, kv[0])))
 
 
@@ -435,6 +450,17 @@ def snapshot(uow: UnitOfWork, now: datetime | None = None) -> StatusReport:
     trainings = _trainings(uow, at)
     review_actions = _review_actions(uow, at)
     vendors_ = _vendors(uow, at)
+    plan_tasks = [
+        PlanTaskItem(
+            task_id=t.id,
+            requirement=t.requirement,
+            title=t.title,
+            owner=t.owner,
+            due_at=t.due_at,
+            days_overdue=(at - t.due_at).days,
+        )
+        for t in plan.overdue(uow, at)
+    ]
     report = StatusReport(
         generated_at=at,
         approvals=approvals_,
@@ -446,6 +472,7 @@ def snapshot(uow: UnitOfWork, now: datetime | None = None) -> StatusReport:
         policy_reviews_due=policy_reviews,
         policy_exceptions_due=policy_exceptions,
         vendor_assessments_due=vendors_,
+        plan_tasks_overdue=plan_tasks,
         counts=Counts(
             approvals=len(approvals_),
             approvals_overdue=sum(a.overdue for a in approvals_),
@@ -459,6 +486,7 @@ def snapshot(uow: UnitOfWork, now: datetime | None = None) -> StatusReport:
             policy_reviews_due=len(policy_reviews),
             policy_exceptions_due=len(policy_exceptions),
             vendor_assessments_due=len(vendors_),
+            plan_tasks_overdue=len(plan_tasks),
         ),
         waiting_on={},
     )

@@ -1,0 +1,117 @@
+"""A gap assessment end to end, on the real engine (Prefect API + served runner + fake Slack).
+
+`aims gap start` → the run suspends with the form of area 4 (pre-filled from the records) → that
+area answered through the Prefect resume API (as the UI's form does, confirming the suggestions)
+→ the rest with `aims gap record --file` (which wakes the run) → approval requested → the
+assessor may not approve, the CEO does with `aims approve` → maturity frozen, plan made, report
+kept as evidence, the run publishes its summary.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import yaml
+from prefect_fixtures import engine_cli, resume_with, wait_for_pause, wait_for_state
+from sqlalchemy import func, select
+
+from aims_core.db import get_engine
+from aims_core.gap_policy import assessable
+from aims_core.models import ApprovalRequest, AuditEvent
+from aims_core.services import gap, plan
+from aims_core.uow import UnitOfWork
+from flows.gap_assessment import field_name
+
+GOV = "governance@northwind.example"
+CEO = "ceo@northwind.example"
+
+
+def test_gap_assessment_through_form_cli_and_approval(engine, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.input.run_input import keyset_from_paused_state
+
+    settings = engine.settings
+    t0 = time.monotonic()
+    started = engine_cli(engine, "gap", "start", "--assessor", GOV)
+    assert started.exit_code == 0, started.output
+    run_id = started.output.split("(", 1)[1].split(")", 1)[0]
+
+    wait_for_state(run_id, {"Suspended"})
+    [a] = [x for x in gap.list_assessments(UnitOfWork(settings)) if x.flow_run_id == run_id]
+    run = wait_for_pause(run_id, f"gap-{a.id}-area-4-round-1")
+    with get_client(sync_client=True) as client:
+        keyset = keyset_from_paused_state(run.state)
+        description = client.read_flow_run_input(run.id, keyset["description"])
+        schema = json.loads(client.read_flow_run_input(run.id, keyset["schema"]))
+    assert f"Gap assessment #{a.id}: 4 Context of the organization" in description
+    assert {field_name(r) for r in ("4.1", "4.2", "4.3", "4.4")} <= set(schema["properties"])
+    assert "suggested from records: conforming" in schema["properties"]["r_4_1"]["description"]
+
+    # Area 4 through the form: one status typed, the suggestions confirmed for the rest.
+    resume_with(run_id, r_4_4="not-conforming", note_4_4="no AIMS description yet",
+                accept_suggestions=True)  # fmt: skip
+    wait_for_pause(run_id, f"gap-{a.id}-area-5-round-2")
+    now = gap.get(UnitOfWork(settings), a.id).by_id()
+    assert [now[r].status for r in ("4.1", "4.2", "4.3", "4.4")] == [
+        "conforming",
+        "conforming",
+        "partially-conforming",
+        "not-conforming",
+    ]
+
+    # The rest from a file: recorded, and the run woken once every requirement is assessed.
+    rest = {r.id: "conforming" for r in assessable() if not r.id.startswith("4.")}
+    rest["5.2"] = "not-conforming"
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump(rest))
+    recorded = engine_cli(
+        engine, "gap", "record", "--file", str(answers), "--assessment", str(a.id)
+    )
+    assert recorded.exit_code == 0, recorded.output
+    assert "70 of 70 requirements assessed" in recorded.output
+    assert f"flow run {run_id}: resumed" in recorded.output
+
+    # Approval through the approval service: the assessor may not decide, the CEO does.
+    with get_engine(settings.effective_database_url).connect() as conn:
+        deadline = time.monotonic() + 60
+        while (req := conn.execute(
+            select(ApprovalRequest).where(
+                ApprovalRequest.idempotency_key == gap.approval_key(a.id)
+            )
+        ).one_or_none()) is None:  # fmt: skip
+            assert time.monotonic() < deadline, "no approval request"
+            time.sleep(0.5)
+            conn.rollback()
+    wait_for_pause(run_id, f"approval-{req.id}-round-1")
+    refused = engine_cli(engine, "approve", str(req.id), "--as", GOV)
+    assert refused.exit_code == 2 and "cannot decide it" in refused.output
+    approved = engine_cli(engine, "approve", str(req.id), "--as", CEO)
+    assert approved.exit_code == 0, approved.output
+
+    done = wait_for_state(run_id, {"Completed"})
+    t_done = time.monotonic()
+    result = done.state.result()
+    assert (result.status, result.approvals, result.plan_tasks) == ("approved", [CEO], 3)
+    out = gap.get(UnitOfWork(settings), a.id)
+    assert out.maturity is not None and out.maturity.levels("clause")["4"] == 3  # 2.5 of 4
+    assert out.evidence_id == result.evidence_id is not None
+    tasks = plan.list_tasks(UnitOfWork(settings), assessment_id=a.id)
+    assert {t.requirement for t in tasks} == {"4.3", "4.4", "5.2"}
+    with get_engine(settings.effective_database_url).connect() as conn:
+        ui = conn.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.subject == gap.subject(a.id),
+                AuditEvent.action == "gap.recorded",
+                AuditEvent.channel == "ui",
+            )
+        )
+    assert ui == 1  # the form's answers were recorded once, whatever the re-runs
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+    assert run.name.startswith("gap assessment 20") and "gap-assessment" in run.tags
+    print(f"\ngap e2e: start → completed {t_done - t0:.1f} s")
