@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from aims_core.models import ApprovalRequest
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 # Follow-ups (Slack updates, one delivery pass, the resume) running at once, in order of clicks.
 FOLLOW_UP_THREADS = 2
+# Seconds a caller is asked to wait before retrying while the database is unreachable.
+DATABASE_RETRY_AFTER = 5
 
 
 def create_app(
@@ -79,6 +82,11 @@ def create_app(
     app.state.settings = settings
     app.state.follow_up = follow_up
     app.include_router(intake_router(settings, slack_client=slack_client))
+    # The database down or unreachable (PostgreSQL stopped, a dropped connection, SQLite locked
+    # past its busy timeout): a 503 the caller can retry, not a 500 with a traceback. The
+    # transaction was rolled back; the pool's pre-ping reconnects once the database is back.
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -134,6 +142,27 @@ def _import_prefect_client() -> None:
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    # One line naming the driver's error: never the statement or its parameters.
+    reason = (str(cause).strip().splitlines() or [""])[0][:300]
+    log.error(
+        "%s %s: database unavailable: %s: %s",
+        request.method,
+        request.url.path,
+        type(cause).__name__,
+        reason,
+    )
+    return JSONResponse(
+        {
+            "ok": False,
+            "error": "the AIMS database is unavailable; retry the request in a few seconds",
+        },
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
 
 
 async def _read_capped(request: Request, limit: int) -> bytes | None:

@@ -34,6 +34,7 @@ from sqlalchemy import DateTime, Row, bindparam, func, insert, select, type_coer
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from aims_core import fault_points
 from aims_core.db import get_engine, is_sqlite
 from aims_core.errors import AimsError, Conflict, InvalidInput, from_validation_error
 from aims_core.evidence_schemas import (
@@ -380,6 +381,8 @@ def _append_locked(
         idempotency_key=idem,
     )
     session.flush()
+    if fault_points.ARMED:  # test-only (aims_core/fault_points.py); never set outside the suite
+        fault_points.reached("evidence-before-commit")
     return EvidenceOut(id=new_id, **fields, prev_chain=head, chain=chain)
 
 
@@ -401,6 +404,8 @@ def append(
         out = _append_locked(uow, data, content, actor, key)
         if not out.replayed:
             uow.commit()
+    if fault_points.ARMED:  # test-only, as above
+        fault_points.reached("evidence-before-anchor")
     # A replay re-anchors too: it heals a crash between an earlier commit and its anchor write.
     _advance_anchor(settings, out.seq, out.chain)
     return out
