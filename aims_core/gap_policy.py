@@ -40,6 +40,7 @@ class Conformity(enum.StrEnum):
 
 GAPS: Final = (Conformity.partially_conforming, Conformity.not_conforming)
 Assessed = Literal["conforming", "partially-conforming", "not-conforming"]
+Suggestable = Literal["conforming", "partially-conforming", "not-conforming", "not-applicable"]
 
 #: The checks a rule may run (implemented in aims_core.services.gap); each finds records
 #: `found`, `stale` (out of date, incomplete) or `missing`.
@@ -49,6 +50,7 @@ Probe = Literal[
     "context",
     "inventory",
     "soa",
+    "soa-exclusions",
     "risk-register",
     "impact-assessments",
     "trainings",
@@ -56,7 +58,11 @@ Probe = Literal[
     "audit-done",
     "management-review",
     "no-major-nonconformity",
+    "vendor-assessments",
 ]
+#: Probes that find a justification per requirement: the only ones that may suggest
+#: not-applicable (an exclusion needs one, 6.1.3 d).
+JUSTIFYING: Final = frozenset({"soa-exclusions"})
 
 
 class ProbeParams(Strict):
@@ -136,10 +142,15 @@ class GapPrefillInvalid(DataFileInvalid):
 class PrefillRule(Strict):
     probe: Probe
     params: ProbeParams = ProbeParams()
-    requirements: list[str] = Field(min_length=1)
-    found: Assessed
-    stale: Assessed | None = None
-    missing: Assessed | None = None
+    #: Requirement ids or patterns (`A.*`): a probe finding per requirement names which.
+    requirements: list[Pattern] = Field(min_length=1)
+    found: Suggestable
+    stale: Suggestable | None = None
+    missing: Suggestable | None = None
+
+    def covers(self) -> list[str]:
+        """The assessable requirements the rule names, in catalog order."""
+        return [r.id for r in assessable() if any(matches(p, r.id) for p in self.requirements)]
 
     def status_for(self, state: str) -> str | None:
         """The suggestion for what the probe found (None: nothing to suggest)."""
@@ -164,9 +175,18 @@ class GapPrefill(Strict):
     def problems(self) -> list[str]:
         out: list[str] = []
         for n, rule in enumerate(self.rules):
-            out += _unknown_requirements(f"rules[{n}].requirements", rule.requirements)
+            out += _pattern_problems(f"rules[{n}].requirements", rule.requirements)
             if rule.probe == "approved-policy" and not rule.params.policy:
                 out.append(f"rules[{n}].params.policy: approved-policy needs a policy key")
+            if rule.probe not in JUSTIFYING and "not-applicable" in (
+                rule.found,
+                rule.stale,
+                rule.missing,
+            ):
+                out.append(
+                    f"rules[{n}]: {rule.probe} cannot suggest not-applicable (no justification "
+                    f"to record; only {', '.join(sorted(JUSTIFYING))})"
+                )
         for n, item in enumerate(self.readiness):
             out += _unknown_requirements(f"readiness[{n}].requirement", [item.requirement])
         return out

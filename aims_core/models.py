@@ -1088,6 +1088,8 @@ class GapAnswer(Base):
     position: Mapped[int] = mapped_column(Integer)
     suggested_status: Mapped[str | None] = mapped_column(String(24))
     suggested_records: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: What confirming the suggestion records as the note (an SoA exclusion's justification).
+    suggested_note: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str | None] = mapped_column(String(24))
     note: Mapped[str] = mapped_column(Text, default="")
     evidence: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -15,25 +15,22 @@ key and form are the same on every re-run and its answers are recorded once. No 
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import DEFAULT
-from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field, create_model
 
-from aims_core.errors import AimsError
 from aims_core.gap_policy import Conformity, area_of, areas, describe
-from aims_core.services import approvals, gap
+from aims_core.services import gap
 from aims_core.services.gap import GapAssessmentOut, GapResult
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
-from tasks.approval import ApprovalOutcome, request_approval
+from tasks.answers import Questionnaire, collect_answers, slug
+from tasks.approval import ApprovalOutcome, claim_request, request_approval
 from tasks.run_tags import tag_this_run
 
 FLOW_ACTOR = Actor(who="flow", channel="flow")
@@ -44,16 +41,6 @@ ACCEPT = "accept_suggestions"
 
 def _uow() -> UnitOfWork:
     return UnitOfWork(get_settings())
-
-
-def slug(area: str) -> str:
-    """`A.6.2` → `a-6-2`: what a suspend key and a form name may hold."""
-    return re.sub(r"[^a-z0-9]+", "-", area.lower()).strip("-")
-
-
-def answers_key(assessment_id: int, area: str, round_: int) -> str:
-    """The suspend key of one wait for answers: lowercase, digits, dashes; distinct per round."""
-    return f"gap-{assessment_id}-area-{slug(area)}-round-{round_}"
 
 
 def field_name(requirement: str) -> str:
@@ -80,33 +67,9 @@ def choose_area(assessment_id: int, round_: int) -> str:
     return area_of(missing[0]) if missing else areas()[0][0]
 
 
-# The answers come from the round's stored input (immutable once given), so the round alone
-# identifies the call: a re-run must not re-apply them over later changes from the CLI.
-@task(name="record form answers", persist_result=True, cache_policy=DEFAULT - "answers")
-def record_form_answers(assessment_id: int, round_: int, answers: dict[str, Any]) -> str | None:
-    """Answers typed into the form, through the same service (and checks) as the CLI; returns
-    why they were refused, for the next form to say (the run never fails on bad input)."""
-    if not answers:
-        return None
-    try:
-        gap.record(_uow(), assessment_id, answers, UI_ACTOR)
-    except AimsError as exc:
-        get_run_logger().warning("answers from the form refused: %s", exc)
-        return str(exc)
-    return None
-
-
 @task(name="complete answers", persist_result=True)
 def complete_answers(assessment_id: int) -> None:
     gap.complete(_uow(), assessment_id, FLOW_ACTOR)
-
-
-@task(name="claim approval request", persist_result=True)
-def claim_request(assessment_id: int) -> None:
-    """A run taking over an assessment takes over its approval request too."""
-    request_id = gap.get(_uow(), assessment_id).request_id
-    if request_id is not None:
-        approvals.attach_flow_run(_uow(), request_id, str(flow_run.id), FLOW_ACTOR)
 
 
 @task(name="record gap decision", persist_result=True)
@@ -185,33 +148,24 @@ def form_answers(a: GapAssessmentOut, area: str, answer: RunInput) -> dict[str, 
             if status != r.status or note != r.note:
                 out[r.requirement] = {"status": status, "note": note, "evidence": r.evidence}
         elif getattr(answer, ACCEPT, False) and r.suggested_status and not r.status:
-            out[r.requirement] = {"status": r.suggested_status, "note": "confirmed from records"}
+            note = r.suggested_note or "confirmed from records"
+            out[r.requirement] = {"status": r.suggested_status, "note": note}
     return out
 
 
-def collect_answers(assessment_id: int) -> None:
-    """Wait, suspended, until the database holds an answer for every requirement."""
-    logger = get_run_logger()
-    refusal: str | None = None
-    round_ = 1
-    while True:
-        a = gap.get(_uow(), assessment_id)
-        if not a.missing:
-            return
-        area = choose_area(assessment_id, round_)
-        logger.info(
-            "waiting for answers (round %d, area %s): %d requirement(s) open",
-            round_,
-            area,
-            len(a.missing),
-        )
-        answer = suspend_flow_run(
-            wait_for_input=area_form(a, area, refusal),
-            key=answers_key(assessment_id, area, round_),
-            timeout=None,
-        )
-        refusal = record_form_answers(assessment_id, round_, form_answers(a, area, answer))
-        round_ += 1
+def answer_rounds(assessment_id: int) -> Questionnaire[GapAssessmentOut, str]:
+    """The assessment's wait for answers: an area per round, until every requirement has one."""
+    return Questionnaire(
+        key_prefix=f"gap-{assessment_id}",
+        part_name="area",
+        open_name="requirement(s)",
+        load=lambda: gap.get(_uow(), assessment_id),
+        missing=lambda a: a.missing,
+        part=lambda round_: choose_area(assessment_id, round_),
+        form=area_form,
+        answers=form_answers,
+        record=lambda answers: gap.record(_uow(), assessment_id, answers, UI_ACTOR),
+    )
 
 
 # --- the flow ------------------------------------------------------------------------------------
@@ -257,10 +211,10 @@ def gap_assessment(assessor: str | None = None, take_over: bool = False) -> GapR
 
     assessment_id = open_assessment(assessor, take_over)
     tag_this_run(("gap-assessment",))
-    collect_answers(assessment_id)
+    collect_answers(answer_rounds(assessment_id))
     complete_answers(assessment_id)
     if take_over:
-        claim_request(assessment_id)
+        claim_request(gap.get(_uow(), assessment_id).request_id)
     outcome = request_approval(
         gap.approval_spec(_uow(), assessment_id, flow_run_id=str(flow_run.id))
     )

@@ -15,26 +15,24 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import DEFAULT
-from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field, create_model
 
-from aims_core.errors import AimsError
 from aims_core.impact_questionnaire import (
     SCALE_MAX,
     Question,
     QuestionKind,
     questionnaire,
 )
-from aims_core.services import approvals, impact
+from aims_core.services import impact
 from aims_core.services.impact import ImpactAssessmentOut, ImpactResult
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
-from tasks.approval import ApprovalOutcome, request_approval
+from tasks.answers import Questionnaire, collect_answers
+from tasks.approval import ApprovalOutcome, claim_request, request_approval
 from tasks.run_tags import tag_this_run
 
 FLOW_ACTOR = Actor(who="flow", channel="flow")
@@ -44,11 +42,6 @@ UI_ACTOR = Actor(who="prefect-ui", channel="ui")
 
 def _uow() -> UnitOfWork:
     return UnitOfWork(get_settings())
-
-
-def answers_key(assessment_id: int, section: int, round_: int) -> str:
-    """The suspend key of one wait for answers: lowercase, digits, dashes; distinct per round."""
-    return f"impact-{assessment_id}-section-{section}-round-{round_}"
 
 
 # --- tasks (persisted: a re-run after a resume gets them back cached) ---------------------------
@@ -75,37 +68,10 @@ def choose_section(assessment_id: int, round_: int) -> int:
     return questionnaire().section_number(missing[0]) if missing else 1
 
 
-# The answers are derived from the round's stored input (immutable once given), so the round
-# alone identifies the call: a re-run must not re-apply them over later changes from the CLI.
-@task(name="record form answers", persist_result=True, cache_policy=DEFAULT - "answers")
-def record_form_answers(assessment_id: int, round_: int, answers: dict[str, Any]) -> str | None:
-    """Answers typed into the form, through the same service (and checks) as the CLI.
-
-    Returns why they were refused, for the next form to say; the run never fails on bad input.
-    """
-    if not answers:
-        return None
-    try:
-        impact.answer(_uow(), assessment_id, answers, UI_ACTOR)
-    except AimsError as exc:
-        get_run_logger().warning("answers from the form refused: %s", exc)
-        return str(exc)
-    return None
-
-
 @task(name="complete answers", persist_result=True)
 def complete_answers(assessment_id: int) -> None:
     """Freeze the answers: approvers decide on exactly what they are shown."""
     impact.complete(_uow(), assessment_id, FLOW_ACTOR)
-
-
-@task(name="claim approval request", persist_result=True)
-def claim_request(assessment_id: int) -> None:
-    """A run taking over an assessment takes over its approval request too: the decision must
-    resume this run, not the one that ended."""
-    request_id = impact.get(_uow(), assessment_id).request_id
-    if request_id is not None:
-        approvals.attach_flow_run(_uow(), request_id, str(flow_run.id), FLOW_ACTOR)
 
 
 @task(name="record impact decision", persist_result=True)
@@ -191,35 +157,25 @@ def section_form(
     return form.with_initial_data(description="\n".join(lines))
 
 
-def form_answers(answer: RunInput) -> dict[str, Any]:
+def form_answers(assessment: ImpactAssessmentOut, number: int, answer: RunInput) -> dict[str, Any]:
     """What the person actually gave: fields present in the stored input and not blank."""
     given = {name: getattr(answer, name) for name in answer.model_fields_set}
     return {name: value for name, value in given.items() if value not in ("", 0, None)}
 
 
-def collect_answers(assessment_id: int) -> None:
-    """Wait, suspended, until the database holds every required answer (from any channel)."""
-    logger = get_run_logger()
-    refusal: str | None = None
-    round_ = 1
-    while True:
-        assessment = impact.get(_uow(), assessment_id)
-        if not assessment.missing_required:
-            return
-        number = choose_section(assessment_id, round_)
-        logger.info(
-            "waiting for answers (round %d, section %d): %d required question(s) open",
-            round_,
-            number,
-            len(assessment.missing_required),
-        )
-        answer = suspend_flow_run(
-            wait_for_input=section_form(assessment, number, refusal),
-            key=answers_key(assessment_id, number, round_),
-            timeout=None,
-        )
-        refusal = record_form_answers(assessment_id, round_, form_answers(answer))
-        round_ += 1
+def answer_rounds(assessment_id: int) -> Questionnaire[ImpactAssessmentOut, int]:
+    """The assessment's wait for answers: a section per round, until nothing required is open."""
+    return Questionnaire(
+        key_prefix=f"impact-{assessment_id}",
+        part_name="section",
+        open_name="required question(s)",
+        load=lambda: impact.get(_uow(), assessment_id),
+        missing=lambda assessment: assessment.missing_required,
+        part=lambda round_: choose_section(assessment_id, round_),
+        form=section_form,
+        answers=form_answers,
+        record=lambda answers: impact.answer(_uow(), assessment_id, answers, UI_ACTOR),
+    )
 
 
 # --- the flow ------------------------------------------------------------------------------------
@@ -282,10 +238,10 @@ def impact_assessment(
     assessment_id = open_assessment(system, assessor, take_over)
     assessment = impact.get(_uow(), assessment_id)
     _tag_run(assessment.system, assessment.risk_tier)
-    collect_answers(assessment_id)
+    collect_answers(answer_rounds(assessment_id))
     complete_answers(assessment_id)
     if take_over:
-        claim_request(assessment_id)
+        claim_request(impact.get(_uow(), assessment_id).request_id)
     outcome = request_approval(
         impact.approval_spec(_uow(), assessment_id, flow_run_id=str(flow_run.id))
     )

@@ -65,6 +65,19 @@ def _queue_messages(settings, request_id: int) -> None:  # type: ignore[no-untyp
         uow.commit()
 
 
+@task(name="claim approval request", persist_result=True)
+def claim_request(request_id: int | None) -> None:
+    """A run taking over a record (`take_over`) takes over its approval request too: the
+    decision must resume this run, not the one that ended."""
+    if request_id is not None:
+        approvals.attach_flow_run(
+            UnitOfWork(get_settings()),
+            request_id,
+            str(flow_run.id),
+            Actor(who=FLOW_ACTOR, channel="flow"),
+        )
+
+
 @task(name="deliver notifications", persist_result=True)
 def deliver_notifications(request_id: int) -> dict[str, object]:
     """One delivery pass; whatever Slack does not take now stays queued for the delivery flow."""

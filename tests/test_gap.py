@@ -21,7 +21,7 @@ from aims_core.gap_policy import GapPlanInvalid, GapPrefillInvalid, assessable, 
 from aims_core.gap_policy import prefill_rules as load_prefill
 from aims_core.models import AuditEvent, GapAnswer, GapAssessment, Notification
 from aims_core.schemas import PersonIn
-from aims_core.services import approvals, evidence, gap, people, plan, policies
+from aims_core.services import approvals, evidence, gap, people, plan, policies, soa, vendors
 from aims_core.services.approvals import DecisionIn
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
@@ -50,6 +50,7 @@ DEMO_SUGGESTIONS = {
     "A.3.2": "conforming",
     "A.4.6": "conforming",
     "A.8.4": "conforming",  # the incident management policy approved 20 days ago
+    "A.10.3": "partially-conforming",  # Acme's vendor reassessment is due, TalentSort's not
 }
 
 #: The fixed answers: everything conforming except these.
@@ -244,6 +245,42 @@ def test_closing_a_task_needs_its_evidence_and_an_overdue_task_escalates(
     closed = plan.get_task(org, task.id)
     assert (closed.status, closed.evidence_id) == ("done", ok.id)
     assert plan.close_task(org, task.id, actor) == closed  # idempotent
+
+
+# --- pre-fill from the SoA and the vendor assessments ------------------------------------------
+
+
+def test_soa_exclusions_suggest_not_applicable_and_current_vendors_a_10_3(
+    org: UnitOfWork, actor: Actor
+) -> None:
+    """An Annex A control the SoA excludes is suggested not applicable, its justification the
+    note that confirming records; A.10.3 conforms once no vendor's reassessment is due."""
+    why = "We offer no AI system to customers: every system is used in-house"
+    soa.set_applicability(org, soa.SoaDecision(control_id="A.10.4", applicable=False,
+                                               justification=why), actor)  # fmt: skip
+    soa.set_applicability(org, soa.SoaDecision(control_id="A.8.2", applicable=True), actor)
+    due = gap.suggestions(org)["A.10.3"]
+    assert due.status == "partially-conforming"
+    assert "no current assessment of vendor Acme LLM Ltd" in due.records
+    vendors.assess(org, "Acme LLM Ltd", {"result": "acceptable", "notes": "renewed",
+                                         "assessor": f"procurement{D}"}, actor)  # fmt: skip
+
+    a = gap.start(org, actor, assessor=GOV)
+    by_id = a.by_id()
+    excluded = by_id["A.10.4"]
+    assert (excluded.suggested_status, excluded.suggested_note) == ("not-applicable", why)
+    assert excluded.suggested_records == [f"Statement of Applicability excludes A.10.4: {why}"]
+    assert by_id["A.8.2"].suggested_status is None  # applicable: the SoA suggests nothing
+    assert sorted(r.requirement for r in a.requirements if r.suggested_note) == ["A.10.4"]
+    assert by_id["A.10.3"].suggested_status == "conforming"
+    assert by_id["A.10.3"].suggested_records == [
+        "current assessment of vendor Acme LLM Ltd",
+        "current assessment of vendor TalentSort GmbH",
+    ]
+    out = gap.accept_suggestions(org, a.id, actor, only=["A.10.4", "A.10.3"]).by_id()
+    assert (out["A.10.4"].status, out["A.10.4"].note) == ("not-applicable", why)
+    assert out["A.10.3"].status == "conforming"
+    assert out["A.10.3"].note.startswith("confirmed from the records: current assessment")
 
 
 # --- must show: an approved AI policy moves 5.2 ------------------------------------------------

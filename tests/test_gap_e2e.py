@@ -18,19 +18,24 @@ from prefect_fixtures import engine_cli, resume_with, wait_for_pause, wait_for_s
 from sqlalchemy import func, select
 
 from aims_core.db import get_engine
+from aims_core.evidence_schemas import EvidenceIn
 from aims_core.gap_policy import assessable
 from aims_core.models import ApprovalRequest, AuditEvent
-from aims_core.services import gap, plan
-from aims_core.uow import UnitOfWork
+from aims_core.services import evidence, gap, plan
+from aims_core.uow import Actor, UnitOfWork
 from flows.gap_assessment import field_name
 
 GOV = "governance@northwind.example"
 CEO = "ceo@northwind.example"
 
 
-def test_gap_assessment_through_form_cli_and_approval(engine, tmp_path: Path) -> None:
+def test_gap_assessment_through_form_cli_and_approval(engine, tmp_path: Path, monkeypatch) -> None:
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.input.run_input import keyset_from_paused_state
+    from prefect.logging.handlers import APILogHandler
+
+    from flows.plan_tracking import ARTIFACT_KEY, plan_tracking
 
     settings = engine.settings
     t0 = time.monotonic()
@@ -115,3 +120,29 @@ def test_gap_assessment_through_form_cli_and_approval(engine, tmp_path: Path) ->
         run = client.read_flow_run(run_id)
     assert run.name.startswith("gap assessment 20") and "gap-assessment" in run.tags
     print(f"\ngap e2e: start → completed {t_done - t0:.1f} s")
+
+    # The daily plan-tracking pass (its schedule is served paused), run in process on the
+    # session's API: the tasks whose named kind of evidence is now recorded close (4.3 and 4.4
+    # both close on `other`, from any subject), 5.2's (a policy) stays open; the pass says so.
+    task = next(t for t in tasks if t.requirement == "4.4")
+    ev = evidence.append(
+        settings,
+        EvidenceIn(subject=plan.subject(task.id), kind=task.evidence_kind, title="AIMS scope",
+                   text="The AIMS and its processes, described."),
+        Actor(who=GOV, channel="test"),
+    )  # fmt: skip
+    monkeypatch.setenv("AIMS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("AIMS_DATABASE_URL", settings.effective_database_url)
+    report = plan_tracking()
+    closing = [t.id for t in tasks if t.evidence_kind == task.evidence_kind]
+    assert sorted(report.closed_ids) == sorted(closing) and len(closing) == 2
+    assert not report.failures
+    APILogHandler().flush()  # the run's logs reach the API before the session's server stops
+    assert plan.get_task(UnitOfWork(settings), task.id).evidence_id == ev.id
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])),
+            limit=1,
+            sort="CREATED_DESC",
+        )
+    assert f"- **Closed**: {', '.join(f'#{i}' for i in report.closed_ids)}" in str(artifact.data)

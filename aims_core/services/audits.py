@@ -71,6 +71,7 @@ from aims_core.services import capa as capas
 from aims_core.services import evidence, outbox
 from aims_core.services.approvals import ApprovalRequestIn
 from aims_core.services.people import get_person
+from aims_core.services.runs import attach_run
 from aims_core.services.systems import get_system
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
@@ -1163,15 +1164,7 @@ def start_audit(
             )
         elif row.status in (AuditStatus.closed, AuditStatus.cancelled):
             raise Conflict(f"audit {row.id} is {row.status.value}", "audit")
-        if flow_run_id and row.flow_run_id != flow_run_id:
-            previous, row.flow_run_id = row.flow_run_id, flow_run_id
-            uow.audit(
-                actor,
-                "audit.run-attached",
-                subject(row.id),
-                flow_run_id=flow_run_id,
-                previous=previous,
-            )
+        attach_run(uow, actor, row, flow_run_id, "audit.run-attached", subject(row.id))
         s.flush()
         out = _out(s, row, policy, tz)
         uow.commit()

@@ -70,6 +70,7 @@ from aims_core.services import evidence
 from aims_core.services.approvals import ApprovalRequestIn
 from aims_core.services.people import get_person
 from aims_core.services.policies import next_review_due
+from aims_core.services.runs import take_over_open
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 
@@ -100,10 +101,21 @@ def _now(now: datetime | None = None) -> datetime:
 
 
 class Finding(BaseModel):
-    """What a probe found: `found`, `stale` or `missing`, and the records it looked at."""
+    """What a probe found: `found`, `stale` or `missing`, and the records it looked at.
+
+    A probe that finds something per requirement (an SoA exclusion) says so in `per`, each with
+    the `note` a confirmation records (the exclusion's justification); a requirement it does not
+    name there counts as missing."""
 
     state: str
     records: list[str] = Field(default_factory=list)
+    note: str = ""
+    per: dict[str, Finding] | None = None
+
+    def for_requirement(self, requirement: str) -> Finding:
+        if self.per is None:
+            return self
+        return self.per.get(requirement) or Finding(state="missing")
 
 
 def _approved_policy(s: Session, p: ProbeParams, now: datetime) -> Finding:
@@ -129,7 +141,7 @@ def _share(have: list[str], want: list[str], what: str) -> Finding:
         return Finding(state="missing")
     lacking = [x for x in want if x not in have]
     if lacking:
-        return Finding(state="stale", records=[*records, f"no {what} for {', '.join(lacking)}"])
+        return Finding(state="stale", records=[*records, f"no {what} {', '.join(lacking)}"])
     return Finding(state="found", records=records)
 
 
@@ -166,6 +178,22 @@ def _soa(s: Session, p: ProbeParams, now: datetime) -> Finding:
         return Finding(state="missing")
     state = "found" if decided >= total else "stale"
     return Finding(state=state, records=[f"Statement of Applicability: {decided}/{total} decided"])
+
+
+def _soa_exclusions(s: Session, p: ProbeParams, now: datetime) -> Finding:
+    rows = s.scalars(
+        select(SoaEntry).where(SoaEntry.applicable.is_(False)).order_by(SoaEntry.control_id)
+    ).all()
+    per = {
+        e.control_id: Finding(
+            state="found",
+            records=[f"Statement of Applicability excludes {e.control_id}: {e.justification}"],
+            note=e.justification,
+        )
+        for e in rows
+    }
+    records = [f"Statement of Applicability: {len(per)} control(s) excluded"] if per else []
+    return Finding(state="found" if per else "missing", records=records, per=per)
 
 
 def _high_risk(s: Session) -> list[AISystem]:
@@ -262,12 +290,27 @@ def _trainings(settings: Settings, now: datetime) -> Finding:
     return Finding(state="stale" if lacking else "found", records=records)
 
 
+def _vendor_assessments(settings: Settings, now: datetime) -> Finding:
+    from aims_core.services import vendors
+
+    rows = vendors.list_vendors(UnitOfWork(settings), now=now)
+    current = [v.name for v in rows if v.last_assessed_at is not None and not v.overdue]
+    return _share(current, [v.name for v in rows], "current assessment of vendor")
+
+
+#: Probes over another service's view (it opens its own transaction).
+_SERVICE_PROBES: Final[dict[str, Callable[[Settings, datetime], Finding]]] = {
+    "trainings": _trainings,
+    "vendor-assessments": _vendor_assessments,
+}
+
 _PROBES: Final[dict[str, Callable[[Session, ProbeParams, datetime], Finding]]] = {
     "approved-policy": _approved_policy,
     "raci": _raci,
     "context": _context,
     "inventory": _inventory,
     "soa": _soa,
+    "soa-exclusions": _soa_exclusions,
     "risk-register": _risk_register,
     "impact-assessments": _impact_assessments,
     "audit-programme": _audit_programme,
@@ -279,8 +322,8 @@ _PROBES: Final[dict[str, Callable[[Session, ProbeParams, datetime], Finding]]] =
 
 def probe(uow: UnitOfWork, name: Probe, params: ProbeParams, now: datetime) -> Finding:
     """Run one probe (read only)."""
-    if name == "trainings":
-        return _trainings(uow.settings, now)
+    if name in _SERVICE_PROBES:
+        return _SERVICE_PROBES[name](uow.settings, now)
     with uow.read():
         return _PROBES[name](uow.session, params, now)
 
@@ -288,6 +331,7 @@ def probe(uow: UnitOfWork, name: Probe, params: ProbeParams, now: datetime) -> F
 class Suggestion(BaseModel):
     status: str
     records: list[str]
+    note: str = ""  # what confirming it records (an SoA exclusion's justification)
 
 
 def suggestions(uow: UnitOfWork, now: datetime | None = None) -> dict[str, Suggestion]:
@@ -299,12 +343,13 @@ def suggestions(uow: UnitOfWork, now: datetime | None = None) -> dict[str, Sugge
         key = f"{rule.probe}:{rule.params.model_dump_json()}"
         if key not in cache:
             cache[key] = probe(uow, rule.probe, rule.params, at)
-        found = cache[key]
-        status = rule.status_for(found.state)
-        if status is None:
-            continue
-        for req in rule.requirements:
-            out.setdefault(req, Suggestion(status=status, records=found.records))
+        for req in rule.covers():
+            found = cache[key].for_requirement(req)
+            status = rule.status_for(found.state)
+            if status is not None:
+                out.setdefault(
+                    req, Suggestion(status=status, records=found.records, note=found.note)
+                )
     return out
 
 
@@ -339,6 +384,7 @@ class RequirementOut(BaseModel):
     area: str
     suggested_status: str | None
     suggested_records: list[str]
+    suggested_note: str
     status: str | None
     note: str
     evidence: list[str]
@@ -461,6 +507,7 @@ def _out(session: Session, settings: Settings, row: GapAssessment) -> GapAssessm
             area=area_of(a.requirement_id),
             suggested_status=a.suggested_status,
             suggested_records=list(a.suggested_records or []),
+            suggested_note=a.suggested_note or "",
             status=a.status,
             note=a.note,
             evidence=list(a.evidence or []),
@@ -578,23 +625,18 @@ def start(
         who = get_person(s, assessor, "assessor").email if assessor else actor.who
         existing = _open_row(s)
         if existing is not None:
-            if flow_run_id and existing.flow_run_id == flow_run_id:
-                return _out(s, uow.settings, existing)
-            if not (take_over and flow_run_id):
-                raise Conflict(
-                    f"gap assessment {existing.id} is still {existing.status.value}: finish it "
-                    f"first (`aims gap show {existing.id}`)",
-                    "assessment",
-                )
-            previous, existing.flow_run_id = existing.flow_run_id, flow_run_id
-            uow.audit(
+            take_over_open(
+                uow,
                 actor,
-                "gap.run-replaced",
-                subject(existing.id),
-                flow_run_id=flow_run_id,
-                previous=previous,
+                existing,
+                flow_run_id,
+                take_over=take_over,
+                action="gap.run-replaced",
+                subject=subject(existing.id),
+                refusal=f"gap assessment {existing.id} is still {existing.status.value}: "
+                f"finish it first (`aims gap show {existing.id}`)",
+                field="assessment",
             )
-            uow.commit()
             return _out(s, uow.settings, existing)
         row = GapAssessment(status=GapStatus.draft, flow_run_id=flow_run_id, created_by=who)
         s.add(row)
@@ -608,6 +650,7 @@ def start(
                     position=n,
                     suggested_status=hint.status if hint else None,
                     suggested_records=hint.records if hint else [],
+                    suggested_note=hint.note if hint else "",
                     evidence=[],
                 )
             )
@@ -703,7 +746,8 @@ def accept_suggestions(
     answers = {
         r.requirement: {
             "status": r.suggested_status,
-            "note": "confirmed from the records: " + "; ".join(r.suggested_records),
+            "note": r.suggested_note
+            or "confirmed from the records: " + "; ".join(r.suggested_records),
         }
         for r in current.requirements
         if r.suggested_status and (r.requirement in only if only else not r.status)

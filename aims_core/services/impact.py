@@ -36,6 +36,7 @@ from aims_core.models import (
 from aims_core.services import evidence
 from aims_core.services.approvals import ApprovalRequestIn
 from aims_core.services.people import get_person
+from aims_core.services.runs import take_over_open
 from aims_core.services.systems import get_system
 from aims_core.uow import Actor, UnitOfWork
 
@@ -261,23 +262,18 @@ def start(
         person = get_person(s, assessor, "assessor") if assessor else target.owner
         existing = _open_row(s, target.id)
         if existing is not None:
-            if flow_run_id and existing.flow_run_id == flow_run_id:
-                return _out(s, existing)
-            if not (take_over and flow_run_id):
-                raise Conflict(
-                    f"impact assessment {existing.id} of {target.name} is still "
-                    f"{existing.status.value}: finish it first (`aims impact show {existing.id}`)",
-                    "system",
-                )
-            previous, existing.flow_run_id = existing.flow_run_id, flow_run_id
-            uow.audit(
+            take_over_open(
+                uow,
                 actor,
-                "impact.run-replaced",
-                subject(existing.id),
-                flow_run_id=flow_run_id,
-                previous=previous,
+                existing,
+                flow_run_id,
+                take_over=take_over,
+                action="impact.run-replaced",
+                subject=subject(existing.id),
+                refusal=f"impact assessment {existing.id} of {target.name} is still "
+                f"{existing.status.value}: finish it first (`aims impact show {existing.id}`)",
+                field="system",
             )
-            uow.commit()
             return _out(s, existing)
         q = questionnaire()
         row = ImpactAssessment(

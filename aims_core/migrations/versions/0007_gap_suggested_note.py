@@ -1,0 +1,28 @@
+"""gap answer: the note a confirmed suggestion records
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-06 21:00:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("gap_answer", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("suggested_note", sa.Text(), nullable=False, server_default="")
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("gap_answer", schema=None) as batch_op:
+        batch_op.drop_column("suggested_note")
