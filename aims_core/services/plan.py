@@ -285,10 +285,15 @@ def _load(session: Session, task_id: int, *, lock: bool = False) -> PlanTask:
 # --- closing -----------------------------------------------------------------------------------
 
 
-def _closing_evidence(session: Session, task: PlanTask, evidence_id: int | None) -> Evidence:
+def _closing_evidence(
+    session: Session, task: PlanTask, evidence_id: int | None, generic_kind: str
+) -> Evidence:
     """The record that closes the task: of the named kind, recorded since the task was made,
-    on the task's subject or any other (a policy approval is on `policy:KEY`)."""
+    on the task's subject or any other (a policy approval is on `policy:KEY`). The generic kind
+    (`default_evidence`, e.g. `other`) says nothing about which gap it closes, so it counts only
+    on the task's own subject: one `other` record must not close every task that names it."""
     since = as_utc(task.created_at)
+    own_subject_only = task.evidence_kind == generic_kind
     if evidence_id is not None:
         ev = session.get(Evidence, evidence_id)
         if ev is None:
@@ -303,12 +308,20 @@ def _closing_evidence(session: Session, task: PlanTask, evidence_id: int | None)
             raise InvalidInput(
                 f"evidence {ev.id} predates task {task.id}: record new evidence", "evidence"
             )
+        if own_subject_only and ev.subject != subject(task.id):
+            raise InvalidInput(
+                f"evidence {ev.id} is on {ev.subject}; {generic_kind} evidence closes task "
+                f"{task.id} only when recorded on {subject(task.id)}",
+                "evidence",
+            )
         return ev
+    query = select(Evidence).where(
+        Evidence.kind == task.evidence_kind, Evidence.created_at >= since
+    )
+    if own_subject_only:
+        query = query.where(Evidence.subject == subject(task.id))
     ev = session.scalar(
-        select(Evidence)
-        .where(Evidence.kind == task.evidence_kind, Evidence.created_at >= since)
-        .order_by((Evidence.subject == subject(task.id)).desc(), Evidence.id.desc())
-        .limit(1)
+        query.order_by((Evidence.subject == subject(task.id)).desc(), Evidence.id.desc()).limit(1)
     )
     if ev is None:
         raise Conflict(
@@ -337,7 +350,8 @@ def close_task(
             return _task_out(task, at)
         if task.status is PlanTaskStatus.superseded:
             raise Conflict(f"task {task.id} was superseded by a newer plan", "task")
-        ev = _closing_evidence(s, task, evidence_id)
+        generic = plan_policy(uow.settings).default_evidence
+        ev = _closing_evidence(s, task, evidence_id, generic)
         task.status, task.evidence_id, task.done_at = PlanTaskStatus.done, ev.id, at
         s.flush()
         uow.audit(
