@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from prefect import flow
@@ -370,8 +370,9 @@ class AimsRun:
     runs_per_s: float = 0.0
 
 
-def _prepare(settings: Any, n: int) -> list[str]:
-    """The demo organisation plus N minimal-risk systems whose design gate is ready."""
+def prepare_gate_systems(settings: Any, n: int, prefix: str = SYSTEM_PREFIX) -> list[str]:
+    """The demo organisation plus N minimal-risk systems whose design gate is ready (also used
+    by tests/test_reliability_prefect_restart.py)."""
     from aims_core.database import initialise
     from aims_core.schemas import SystemIn
     from aims_core.services import evidence
@@ -382,7 +383,7 @@ def _prepare(settings: Any, n: int) -> list[str]:
     actor = Actor(who="bench", channel="test")
     initialise(settings, actor)
     load_demo(UnitOfWork(settings), actor)
-    names = [f"{SYSTEM_PREFIX}-{i:04d}" for i in range(n)]
+    names = [f"{prefix}-{i:04d}" for i in range(n)]
     for name in names:
         add_system(
             UnitOfWork(settings),
@@ -436,7 +437,24 @@ def _engine(settings: Any, api_url: str, work: Path, fake: Any) -> Iterator[tupl
         runner.stop()
 
 
-def _requests(settings: Any, run_ids: list[str]) -> dict[str, tuple[int, str, str | None]]:
+def start_gate_runs(systems: list[str], tag: str = "bench") -> list[str]:
+    """One `stage-gate` run into the design gate per system, started the way `aims gate request`
+    starts them (through the Prefect API given by this process's settings); their run ids."""
+    from aims_core.cli.engine import start_run
+
+    return [
+        start_run(
+            "stage-gate/stage-gate",
+            {"system": name, "to_stage": GATE, "requester": REQUESTER},
+            tags=["gate", name, "tier:minimal", tag],
+        )[0]
+        for name in systems
+    ]
+
+
+def gate_requests(
+    settings: Any, run_ids: list[str]
+) -> dict[str, tuple[int, str, tuple[str, str] | None]]:
     """run id → (approval request id, clicker's Slack id, the message's channel and ts)."""
     from sqlalchemy import select
 
@@ -465,14 +483,22 @@ def _requests(settings: Any, run_ids: list[str]) -> dict[str, tuple[int, str, st
     return {fr: (rid, slack_id, sent.get(rid)) for rid, fr in rows}  # type: ignore[misc]
 
 
-def _click(
-    http_url: str, request_id: int, slack_id: str, where: tuple[str, str] | None, redelivery: bool
+def signed_click(
+    http_url: str,
+    request_id: int,
+    slack_id: str,
+    where: tuple[str, str] | None,
+    redelivery: bool,
+    action: Literal["approve", "reject"] = "approve",
+    secret: str = SIGNING_SECRET,
 ) -> Click:
+    """One real, signed `block_actions` click (Slack's payload) posted to the bridge at
+    `http_url`; `where` is the message's channel and ts, when it reached Slack."""
     from tests.fakes.slack_signing import block_actions_payload, signed_interaction
 
     kw = {"channel_id": where[0], "message_ts": where[1]} if where else {}
     body, headers = signed_interaction(
-        SIGNING_SECRET, block_actions_payload(slack_id, request_id, "approve", **kw)
+        secret, block_actions_payload(slack_id, request_id, action, **kw)
     )
     if redelivery:  # what Slack adds when it sends a click again
         headers = {**headers, "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
@@ -560,7 +586,6 @@ def _count(settings: Any, request_ids: list[int], systems: list[str]) -> dict[st
 def measure_aims(ctx: Context, api_url: str, database: str, n: int) -> AimsRun:
     from pydantic import SecretStr
 
-    from aims_core.cli.engine import start_run
     from aims_core.settings import Settings
     from notifications.fake_slack import FakeSlack
 
@@ -576,7 +601,7 @@ def measure_aims(ctx: Context, api_url: str, database: str, n: int) -> AimsRun:
                 slack_signing_secret=SecretStr(SIGNING_SECRET),
             )
             t = time.monotonic()
-            systems = _prepare(settings, n)
+            systems = prepare_gate_systems(settings, n)
             out.phases["prepare_s"] = time.monotonic() - t
             t = time.monotonic()
             logs = ctx.work / f"engine-{database}"
@@ -586,14 +611,7 @@ def measure_aims(ctx: Context, api_url: str, database: str, n: int) -> AimsRun:
                 runner_pid, http_pid = runner.process.proc.pid, http.process.proc.pid
                 cpu0 = cpu_seconds(runner_pid)
                 t = time.monotonic()
-                run_ids = [
-                    start_run(
-                        "stage-gate/stage-gate",
-                        {"system": name, "to_stage": GATE, "requester": REQUESTER},
-                        tags=["gate", name, "tier:minimal", "bench"],
-                    )[0]
-                    for name in systems
-                ]
+                run_ids = start_gate_runs(systems)
                 out.phases["start_calls_s"] = time.monotonic() - t
                 wait_runs(run_ids, suspended, "Suspended", 60 + 4 * n)
                 wait_no_children(runner.process.proc.pid, 60)
@@ -601,18 +619,18 @@ def measure_aims(ctx: Context, api_url: str, database: str, n: int) -> AimsRun:
                 cpu1, http0 = cpu_seconds(runner_pid), cpu_seconds(http_pid)
                 out.memory = _memory(runner_pid, http_pid, api_url, n)
 
-                targets = _requests(settings, run_ids)
+                targets = gate_requests(settings, run_ids)
                 if len(targets) != n:
                     raise RuntimeError(f"{len(targets)} approval requests for {n} runs")
                 order = [targets[r] for r in run_ids]
                 t = time.monotonic()
                 with ThreadPoolExecutor(CLICK_CONCURRENCY) as pool:
                     out.acks = list(
-                        pool.map(lambda x: _click(http.url, x[0], x[1], x[2], False), order)
+                        pool.map(lambda x: signed_click(http.url, x[0], x[1], x[2], False), order)
                     )
                     again = order[REDELIVER_EVERY - 1 :: REDELIVER_EVERY]
                     out.redeliveries = list(
-                        pool.map(lambda x: _click(http.url, x[0], x[1], x[2], True), again)
+                        pool.map(lambda x: signed_click(http.url, x[0], x[1], x[2], True), again)
                     )
                 out.phases["clicks_s"] = time.monotonic() - t
                 bad = [c for c in out.acks + out.redeliveries if c.status != 200]

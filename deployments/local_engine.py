@@ -335,6 +335,7 @@ class LocalEngine:
     runner: ServedRunner = field(init=False)
     http: HttpApp = field(init=False)
     _restarts: dict[str, list[float]] = field(init=False, default_factory=dict)
+    _waiting: set[str] = field(init=False, default_factory=set)  # parts waiting for the API
     _stopping: threading.Event = field(init=False, default_factory=threading.Event)
     _started: bool = field(init=False, default=False)
 
@@ -416,6 +417,19 @@ class LocalEngine:
                 if proc.alive or self._stopping.is_set():
                     continue
                 code = proc.proc.returncode if proc.proc else None
+                if name == "runner" and not healthy(f"{self.api_url}/health"):
+                    # Prefect's runner gives up after ~4 min without its API; started again
+                    # now it would only fail and use up the restarts, and the engine would stop,
+                    # HTTP app and all (which keeps committing decisions meanwhile: the
+                    # reconciler resumes their runs). So: once the API answers again.
+                    if name not in self._waiting:
+                        self._waiting.add(name)
+                        self.say(
+                            f"{name} exited ({code}); restarting it once the Prefect API at "
+                            f"{self.api_url} answers (log: {proc.log})"
+                        )
+                    continue
+                self._waiting.discard(name)
                 recent = [
                     t for t in self._restarts.get(name, []) if time.monotonic() - t < RESTART_WINDOW
                 ]
