@@ -49,15 +49,17 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
             f"not UTF-8 text (byte {exc.start}): save the file as UTF-8", field="file"
         ) from None
     reader = csv.reader(io.StringIO(text, newline=""))
+    rows = []
     try:
         header = [h.strip().lower() for h in next(reader)]
+        start = reader.line_num + 1
+        for values in reader:
+            rows.append((start, values))
+            start = reader.line_num + 1
     except StopIteration:
         raise InvalidInput("the file is empty", field="file") from None
-    rows = []
-    start = reader.line_num + 1
-    for values in reader:
-        rows.append((start, values))
-        start = reader.line_num + 1
+    except csv.Error as exc:  # e.g. a field past the csv module's limit (128 KiB)
+        raise InvalidInput(f"line {reader.line_num}: not readable as CSV: {exc}", "file") from None
     return header, rows
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 from aims_core.models import Criticality, LifecycleStage, RiskTier
@@ -54,8 +55,21 @@ Slug = Annotated[
 ]
 
 
+def no_nul(data: Any) -> Any:
+    """Refuse a NUL character in any text of an input, naming the field: PostgreSQL cannot
+    store one (its driver raises mid-write), and no name, email or note needs one."""
+    if isinstance(data, dict):
+        for name, value in data.items():
+            values = value if isinstance(value, list | tuple) else [value]
+            if any(isinstance(v, str) and "\x00" in v for v in values):
+                raise ValueError(f"{name}: contains a NUL character")
+    return data
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    _no_nul = model_validator(mode="before")(no_nul)
 
 
 class PersonIn(_In):

@@ -47,8 +47,45 @@ def line_of(root: yaml.Node | None, place: Place) -> int | None:
 
 
 def load_located(text: str) -> tuple[Any, yaml.Node | None]:
-    """The document and its node tree (whose marks give the lines); raises yaml.YAMLError."""
-    return yaml.safe_load(text), yaml.compose(text)
+    """The document and its node tree (whose marks give the lines); raises yaml.YAMLError,
+    also for a key given twice in one mapping (YAML would keep the last one silently: a
+    hand-edited policy must not lose a rule that way) and for nesting too deep to load."""
+    try:
+        root = yaml.compose(text)
+        _no_duplicate_keys(root)
+        if root is None:  # an empty document
+            return None, None
+        loader = yaml.SafeLoader("")  # built from the tree just read: one parse, not two
+        try:
+            return loader.construct_document(root), root
+        finally:
+            loader.dispose()
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+
+
+def _no_duplicate_keys(node: yaml.Node | None) -> None:
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        here = stack.pop()
+        if here is None or id(here) in seen:  # an alias is the same node again
+            continue
+        seen.add(id(here))
+        if isinstance(here, yaml.MappingNode):
+            first: dict[str, yaml.Node] = {}
+            for key, value in here.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    if key.value in first:
+                        line = first[key.value].start_mark.line + 1
+                        raise yaml.MarkedYAMLError(
+                            problem=f"duplicate key '{key.value}' (first on line {line})",
+                            problem_mark=key.start_mark,
+                        )
+                    first[key.value] = key
+                stack += [key, value]
+        elif isinstance(here, yaml.SequenceNode):
+            stack += here.value
 
 
 def syntax_problem(exc: yaml.YAMLError) -> str:

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError, ProgrammingError
 from typer._click import Context
 from typer.core import TyperGroup
 
@@ -35,6 +35,8 @@ class AimsGroup(TyperGroup):
         except (OperationalError, ProgrammingError) as exc:
             message, code = database_problem(exc)
             fail(message, code=code)
+        except DataError as exc:  # a value the database cannot store: bad input, rolled back
+            fail(f"a value the database cannot store: {str(exc.orig).strip().splitlines()[0]}")
 
 
 def database_problem(exc: DBAPIError) -> tuple[str, int]:

@@ -12,6 +12,7 @@ from typing import Final
 
 import typer
 
+from aims_core.errors import InvalidInput
 from aims_core.uow import Actor
 
 #: Exit status when the incident is recorded but its playbook run could not be started.
@@ -49,13 +50,15 @@ def report(
     from aims_core.settings import get_settings
 
     settings = get_settings()
+    if title is None and not summary.strip():  # else the error would name a title never given
+        raise InvalidInput("empty: say what happened (the title is its first line)", "summary")
     data = intake.incident_in(
         source="cli",
         system=system,
         severity=severity,
         category=category,
+        summary=summary,  # before the title made of it: a problem of both names the summary
         title=title if title is not None else _title(summary),
-        summary=summary,
         aware_at=aware_at,
     )
     result = intake.take_in(settings, [intake.IntakeItem(incident=data)], Actor.cli())

@@ -57,6 +57,7 @@ from aims_core.models import (
     RiskTier,
     as_utc,
 )
+from aims_core.schemas import no_nul
 from aims_core.services import outbox
 from aims_core.services.clocks import (
     ClockOut,
@@ -128,6 +129,8 @@ class IncidentIn(BaseModel):
     classification data by `report` (their values can be organisation-specific)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    _no_nul = model_validator(mode="before")(no_nul)
 
     system: Annotated[str, StringConstraints(min_length=1, max_length=120)]
     title: Annotated[str, StringConstraints(min_length=1, max_length=300)]

@@ -35,7 +35,7 @@ from aims_core.models import (
     TreatmentOption,
 )
 from aims_core.risk_policy import RiskPolicy, risk_policy
-from aims_core.schemas import Email, SystemName
+from aims_core.schemas import Email, SystemName, no_nul
 from aims_core.services.approvals import ApprovalRequestIn
 from aims_core.services.people import get_person
 from aims_core.services.systems import get_system
@@ -86,6 +86,8 @@ LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=50
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    _no_nul = model_validator(mode="before")(no_nul)
 
 
 class RiskIn(_In):

@@ -38,6 +38,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 from sqlalchemy import select
@@ -214,6 +215,13 @@ class RecordIn(BaseModel):
     expires: date | None = None
     evidence: Annotated[Path | None, BeforeValidator(_blank_to_none)] = None
     note: Annotated[str, StringConstraints(max_length=5_000)] = ""
+
+    @field_validator("note")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:  # named here, not later as the evidence's `text`
+            raise ValueError("contains a NUL character")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

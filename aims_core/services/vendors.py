@@ -20,7 +20,14 @@ from typing import Annotated, Any, Final, Literal
 from uuid import uuid4
 
 from dateutil.relativedelta import relativedelta
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -39,7 +46,7 @@ from aims_core.models import (
     VendorAssessmentStatus,
     as_utc,
 )
-from aims_core.schemas import Email
+from aims_core.schemas import Email, _lower, no_nul
 from aims_core.services import evidence, outbox
 from aims_core.services.people import get_person
 from aims_core.services.systems import _vendor as find_or_create
@@ -95,8 +102,10 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 class VendorIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+    _no_nul = model_validator(mode="before")(no_nul)
+
     name: Name
-    criticality: Criticality
+    criticality: Annotated[Criticality, BeforeValidator(_lower)]  # as `aims systems add`: any case
     services: Annotated[str, StringConstraints(max_length=5000)] = ""
     owner: Email
     contact: Annotated[str, StringConstraints(max_length=320)] = ""
