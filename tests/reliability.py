@@ -42,6 +42,8 @@ class Promise:
     number: int
     title: str
     promise: str
+    #: Figures summed over the promise's passing tests for the headline (both databases).
+    headline: tuple[str, ...] = ()
 
 
 # The promises of issue 9, in its order; each is proved by one or more tests that record it.
@@ -53,6 +55,14 @@ PROMISES: Final = [
         "Notifications queued while Slack answers 500 / 429 or hangs are all delivered after "
         "recovery, none lost, in order per thread; duplicates are counted (0 when Slack answered "
         "errors, at most one per hung request).",
+        headline=(
+            "notifications",
+            "delivered",
+            "lost",
+            "out_of_order",
+            "hung_requests",
+            "duplicates",
+        ),
     ),
     Promise(
         "prefect-restart",
@@ -61,6 +71,7 @@ PROMISES: Final = [
         "Gate runs waiting suspended survive the Prefect server being killed and restarted; "
         "decisions that arrive during the outage are kept and every run completes with the "
         "right decision.",
+        headline=("runs", "decided_during_outage", "completed_right", "lost"),
     ),
     Promise(
         "killed-mid-step",
@@ -68,6 +79,7 @@ PROMISES: Final = [
         "Engine killed mid-step",
         "A process SIGKILLed inside the evidence transaction leaves no half record, the chain "
         "verifies, and a retry completes the step exactly once.",
+        headline=("killed", "half_records", "records_written"),
     ),
     Promise(
         "database-unavailable",
@@ -75,6 +87,7 @@ PROMISES: Final = [
         "Database unavailable",
         "With PostgreSQL stopped, intake answers a clear 503 the caller can retry, nothing is "
         "half-written, and the engine recovers without a restart when the database is back.",
+        headline=("incidents_recorded", "half_written"),
     ),
     Promise(
         "concurrency",
@@ -82,6 +95,13 @@ PROMISES: Final = [
         "Concurrency",
         "Several processes appending evidence and deciding approvals at once keep the chain "
         "intact, with no duplicate and no lost decision.",
+        headline=(
+            "appends",
+            "decisions_attempted",
+            "decisions_recorded",
+            "duplicate_decisions",
+            "lost_decisions",
+        ),
     ),
     Promise(
         "forged-slack",
@@ -90,6 +110,7 @@ PROMISES: Final = [
         "Forged interaction requests (bad signature, wrong secret, stale or future timestamp, "
         "tampered body, other team, oversized) are refused with 401/400 and write nothing; an "
         "identical signed re-delivery is answered 200 and writes nothing new.",
+        headline=("requests", "refused", "rows_written"),
     ),
     Promise(
         "authorisation",
@@ -98,6 +119,7 @@ PROMISES: Final = [
         "Non-eligible approvers, self-approval, approvers with expired training, wrong or "
         "another approver's UI code, and intake without or with a wrong token are refused and "
         "audited.",
+        headline=("attempts", "refused", "audited"),
     ),
     Promise(
         "fuzzing",
@@ -106,6 +128,7 @@ PROMISES: Final = [
         "Generated bad input to the CLI, CSV/Excel import, incident and Alertmanager webhooks, "
         "gate-policy and playbook YAML never crashes, never shows a traceback, gets a clear error "
         "and writes nothing.",
+        headline=("inputs", "refused", "accepted", "crashes", "rows_written_by_refused"),
     ),
     Promise(
         "tampering",
@@ -114,6 +137,7 @@ PROMISES: Final = [
         "Edited, deleted, inserted, reordered or re-hashed evidence rows, a deleted tail and a "
         "replaced evidence file all make `aims evidence verify` fail naming the first bad record "
         "(or the missing tail).",
+        headline=("cases", "caught", "named_right_record"),
     ),
     Promise(
         "secrets",
@@ -121,6 +145,7 @@ PROMISES: Final = [
         "Secrets",
         "No token, signing secret, evidence key or approval code appears in logs, artifacts, "
         "error messages or `aims config show`.",
+        headline=("outputs_scanned", "log_records", "files_scanned", "leaks"),
     ),
 ]
 BY_KEY: Final = {p.key: p for p in PROMISES}
@@ -256,14 +281,18 @@ def render(data: dict[str, Any]) -> str:
         f"{m.get('cores', '?')} cores, Python {m.get('python', '?')}"
         f"{', with PostgreSQL' if m.get('postgresql') else ', SQLite only'}.",
         "",
-        "| # | promise | tests | passed | figures (last run) |",
+        "| # | promise | tests | passed | headline (summed over its passing tests) |",
         "| --- | --- | --- | --- | --- |",
     ]
     details: list[str] = []
     for p in PROMISES:
         mine = sorted((k, v) for k, v in tests.items() if v.get("promise") == p.key)
         passed = sum(1 for _, v in mine if v.get("outcome") == "passed")
-        summary = "; ".join(_summary(v) for _, v in mine[:1]) or "not recorded"
+        summary = (
+            _headline(p, [v for _, v in mine if v.get("outcome") == "passed"])
+            if mine
+            else "not recorded"
+        )
         lines.append(
             f"| {p.number} | **{p.title}** | {len(mine)} | {passed}/{len(mine)} | {summary} |"
         )
@@ -278,6 +307,18 @@ def render(data: dict[str, Any]) -> str:
                 f"{_summary(v)} |"
             )
     return "\n".join(lines + details) + "\n"
+
+
+def _headline(p: Promise, passed: list[dict[str, Any]]) -> str:
+    """The promise's headline figures, summed over its passing tests (booleans count as 1)."""
+    if not passed:
+        return "**no passing test**"
+    parts = []
+    for name in p.headline:
+        values = [v["figures"][name] for v in passed if name in v.get("figures", {})]
+        if values:
+            parts.append(f"{name.replace('_', ' ')} {_fmt(sum(int(x) for x in values))}")
+    return ", ".join(parts) or "recorded (see below)"
 
 
 def _summary(entry: dict[str, Any]) -> str:
