@@ -193,6 +193,9 @@ class Context:
     decisions: int = 50  # figure 4's N
     postgres_url: str | None = None  # an admin URL; PostgreSQL figures are skipped without it
     prefect_api_url: str | None = None  # a running Prefect API to use instead of starting one
+    # The started Prefect server's database: PostgreSQL when there is a server (Prefect's own
+    # advice for load; its SQLite answers 503 "database is locked" under the decisions burst).
+    prefect_db: str = "postgresql"
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="aims-bench-")))
 
     @property
@@ -352,16 +355,20 @@ def scratch_database(ctx: Context, database: str, prefix: str) -> Iterator[tuple
     try:
         yield data_dir, url
     finally:
-        from sqlalchemy import create_engine, text
-
         from aims_core.db import dispose_engine
 
         dispose_engine(url)
-        admin = create_engine(ctx.postgres_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+        _drop_database(ctx.postgres_url, name)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _drop_database(admin_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
 
 
 # --- Prefect ---------------------------------------------------------------------------------
@@ -389,11 +396,22 @@ def prefect_api(ctx: Context) -> Iterator[str]:
         with _talking_to(ctx.prefect_api_url):
             yield ctx.prefect_api_url
         return
+    from sqlalchemy.engine import make_url
+
     from deployments.local_engine import PrefectServer, free_port
 
     home = Path(tempfile.mkdtemp(prefix="prefect-", dir=ctx.work))
-    server = PrefectServer(free_port(), home)
-    console.print("[dim]starting a Prefect server on 127.0.0.1 …[/]")
+    env: dict[str, str] = {}
+    name = f"bench_prefect_{os.getpid()}"
+    if ctx.prefect_db == "postgresql":
+        if not ctx.postgres_url:
+            raise RuntimeError("--prefect-db postgresql: no PostgreSQL server (--postgres)")
+        url = make_url(_pg_database(ctx.postgres_url, name, fresh=True))
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = url.set(
+            drivername="postgresql+asyncpg"
+        ).render_as_string(hide_password=False)
+    server = PrefectServer(free_port(), home, env_extra=env)
+    console.print(f"[dim]starting a Prefect server on 127.0.0.1 ({ctx.prefect_db}) …[/]")
     server.start()
     previous = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
     os.environ["PREFECT_API_URL"] = server.api_url
@@ -405,6 +423,8 @@ def prefect_api(ctx: Context) -> Iterator[str]:
     finally:
         ctx.prefect_api_url = None
         server.stop()
+        if ctx.prefect_db == "postgresql" and ctx.postgres_url:
+            _drop_database(ctx.postgres_url, name)
         for k, v in previous.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -455,6 +475,9 @@ def save(results: Results, path: Path = LATEST) -> None:
 def standalone(name: str, run: Callable[[Context], list[Figure]], ctx: Context) -> int:
     """A benchmark run alone: its figures printed and written to bench/results/NAME.json."""
     results = Results(machine=machine(), command=" ".join(sys.argv), started=datetime.now(UTC))
+    results.machine["prefect_server_database"] = (
+        "external" if ctx.prefect_api_url else ctx.prefect_db
+    )
     started = time.perf_counter()
     try:
         results.figures = run(ctx)
@@ -480,6 +503,13 @@ def add_context_args(parser: Any) -> None:
         action="store_true",
         help="also on PostgreSQL (AIMS_BENCH_POSTGRES_URL or AIMS_TEST_POSTGRES_URL: an admin URL)",
     )
+    parser.add_argument(
+        "--prefect-db",
+        choices=["postgresql", "sqlite"],
+        default="postgresql",
+        help="the started Prefect server's database (postgresql needs --postgres; default "
+        "postgresql with --postgres, else sqlite)",
+    )
 
 
 def context_from_args(args: Any) -> Context:
@@ -490,7 +520,13 @@ def context_from_args(args: Any) -> Context:
     pg = postgres_admin_url() if args.postgres else None
     if args.postgres and not pg:
         raise SystemExit("error: --postgres: set AIMS_BENCH_POSTGRES_URL to a PostgreSQL admin URL")
-    return Context(sizes=sizes, repeats=args.repeats, decisions=args.decisions, postgres_url=pg)
+    return Context(
+        sizes=sizes,
+        repeats=args.repeats,
+        decisions=args.decisions,
+        postgres_url=pg,
+        prefect_db=args.prefect_db if pg else "sqlite",
+    )
 
 
 @contextlib.contextmanager

@@ -215,13 +215,30 @@ def read_runs(ids: list[Any]) -> list[Any]:
     return out
 
 
-def wait_runs(ids: list[Any], done: Callable[[Any], bool], what: str, timeout: float) -> list[Any]:
-    """Poll until `done(run)` holds for every run; fail clearly (never hang) after `timeout`."""
+def wait_runs(
+    ids: list[Any],
+    done: Callable[[Any], bool],
+    what: str,
+    timeout: float,
+    on_stall: Callable[[], None] | None = None,
+    stall_s: float = 30,
+) -> list[Any]:
+    """Poll until `done(run)` holds for every run; fail clearly (never hang) after `timeout`.
+
+    `on_stall` is called when no run has got there for `stall_s` seconds (and again after each
+    further `stall_s`): what the engine's schedule would do for runs left behind."""
     deadline = time.monotonic() + timeout
+    progress, last_progress = -1, time.monotonic()
     while True:
         runs = read_runs(ids)
-        if len(runs) == len(ids) and all(done(r) for r in runs):
+        finished = sum(1 for r in runs if done(r))
+        if len(runs) == len(ids) and finished == len(ids):
             return runs
+        if finished != progress:
+            progress, last_progress = finished, time.monotonic()
+        elif on_stall is not None and time.monotonic() - last_progress > stall_s:
+            on_stall()
+            last_progress = time.monotonic()
         failed = [r for r in runs if r.state and r.state.is_final() and not done(r)]
         if failed:
             r = failed[0]
@@ -366,6 +383,7 @@ class AimsRun:
     phases: dict[str, float] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    reconciler_resumed: int = 0
     cpu_s: dict[str, float] = field(default_factory=dict)
     runs_per_s: float = 0.0
 
@@ -637,8 +655,24 @@ def measure_aims(ctx: Context, api_url: str, database: str, n: int) -> AimsRun:
                 if bad:
                     raise RuntimeError(f"{len(bad)} clicks not acknowledged: {bad[0]}")
                 first = min(c.started for c in out.acks)
+
+                def reconciler_pass() -> None:
+                    """A resume the bridge gave up on (Prefect answering 503 for longer than
+                    its retries) is left `resume_pending` for the approval reconciler, a
+                    deployment every 5 minutes; schedules are paused here, so run its pass."""
+                    from aims_core.services.reconcile import resume_decided
+
+                    report = resume_decided(settings)
+                    out.reconciler_resumed += len(report.resumed_ids)
+                    console.print(
+                        f"[yellow]decisions: runs stalled; reconciler pass resumed "
+                        f"{len(report.resumed_ids)}[/]"
+                    )
+
                 try:
-                    runs = wait_runs(run_ids, completed, "Completed", 60 + 4 * n)
+                    runs = wait_runs(
+                        run_ids, completed, "Completed", 60 + 4 * n, on_stall=reconciler_pass
+                    )
                 except RuntimeError as exc:
                     raise RuntimeError(f"{exc}\nbridge log:\n{http.process.tail(20)}") from exc
                 out.runs_per_s, seconds = throughput(runs, first)
@@ -664,6 +698,7 @@ def measure_aims(ctx: Context, api_url: str, database: str, n: int) -> AimsRun:
                     "lost_in_prefect": lost_prefect,
                     "lost": max(lost_db, lost_prefect),
                     "duplicated": duplicated,
+                    "resumed_by_reconciler_pass": out.reconciler_resumed,
                     "redelivered_clicks": len(out.redeliveries),
                     "redeliveries_answered_already_recorded": sum(
                         1 for c in out.redeliveries if "already recorded" in c.text

@@ -50,11 +50,16 @@ def render(results: Results) -> str:
     m = results.machine
     pg = f", PostgreSQL {m['postgresql']}" if m.get("postgresql") else ""
     took = f"{results.seconds / 60:.1f} min" if results.seconds else "?"
+    made = m.get("synthesised") or {}
+    if made:
+        took += f", {sum(made.values()):.0f} s of it synthesising organisations"
+    server = m.get("prefect_server_database")
+    server = f"; the benchmarks' Prefect server on {server}" if server else ""
     head = (
         f"Measured {results.started:%Y-%m-%d} on {m.get('cpu')}, {m.get('cores')} cores, "
         f"{m.get('memory_gib')} GiB, Python {m.get('python')}, Prefect {m.get('prefect')}, "
-        f"SQLite {m.get('sqlite')}{pg}; sizes {', '.join(m.get('sizes', []))}, medians of "
-        f"{m.get('repeats')} runs; the whole run took {took}."
+        f"SQLite {m.get('sqlite')}{pg}{server}; sizes {', '.join(m.get('sizes', []))}, medians "
+        f"of {m.get('repeats')} runs; the whole run took {took}."
     )
     rows = ["| # | figure | size | db | value | baseline | ratio | target | met |"]
     rows.append("| --- | --- | --- | --- | ---: | ---: | ---: | --- | --- |")

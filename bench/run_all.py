@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results.machine["sizes"] = ctx.sizes
     results.machine["repeats"] = ctx.repeats
+    results.machine["prefect_server_database"] = (
+        "external" if ctx.prefect_api_url else ctx.prefect_db
+    )
     try:
         with console.status("synthetic organisations"):
             results.machine["synthesised"] = prepare_organisations(ctx)

@@ -89,3 +89,56 @@ def test_a_command_on_a_database_never_initialised_says_run_aims_init(
     assert result.exit_code == 2, result.output
     assert "run `aims init`" in result.output and "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_sqlite_writers_of_one_process_queue_on_a_lock_that_every_ending_releases(
+    settings, actor
+) -> None:
+    """Threads of one process wait for each other on a Python lock, not in SQLite's sleeping
+    busy handler; commit, rollback, an exception and a read-only unit of work all leave it
+    free, and a waiting writer goes after the holder's commit, not beside it."""
+    import threading
+
+    from aims_core.db import sqlite_writer_lock
+    from aims_core.models import AuditEvent
+    from aims_core.uow import UnitOfWork
+
+    lock = sqlite_writer_lock(settings.effective_database_url)
+
+    def write(subject: str) -> None:
+        with UnitOfWork(settings) as uow:
+            uow.audit(actor, "lock.test", subject)
+            uow.commit()
+
+    with UnitOfWork(settings) as uow:
+        assert lock.locked()
+        uow.commit()
+    assert not lock.locked()
+    with UnitOfWork(settings):
+        pass  # left without commit: rolled back
+    assert not lock.locked()
+    with pytest.raises(RuntimeError), UnitOfWork(settings):
+        raise RuntimeError("a service failed mid-transaction")
+    assert not lock.locked()
+    with UnitOfWork(settings).read():
+        assert not lock.locked()
+
+    started = threading.Event()
+    with UnitOfWork(settings) as holder:
+        waiter = threading.Thread(target=lambda: (started.set(), write("waiter")))
+        waiter.start()
+        assert started.wait(5)
+        waiter.join(0.5)
+        assert waiter.is_alive(), "the second writer must wait for the first"
+        holder.audit(actor, "lock.test", "holder")
+        holder.commit()
+    waiter.join(10)
+    assert not waiter.is_alive() and not lock.locked()
+    with UnitOfWork(settings).read() as uow:
+        subjects = uow.session.scalars(
+            select(AuditEvent.subject)
+            .where(AuditEvent.action == "lock.test")
+            .order_by(AuditEvent.id)
+        ).all()
+    assert subjects == ["holder", "waiter"]
