@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench bench-readme reliability-doc lint format install install-dev clean
+.PHONY: demo test bench bench-readme reliability-doc lint contract format install install-dev clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench-readme: install-dev
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+## contract: the architecture's import contract alone (docs/ARCHITECTURE.md)
+contract: install-dev
+	$(BIN)/lint-imports
 
 format: install-dev
 	$(BIN)/ruff format .

@@ -9,10 +9,18 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from aims_core.errors import InvalidInput
-from aims_core.services.systems import RawRow
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """One data row of an import file, with the line number a person sees in their editor."""
+
+    line: int
+    values: dict[str, str]
 
 
 def read_rows(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> list[RawRow]:

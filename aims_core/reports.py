@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from typing import Any
-
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from typing import TYPE_CHECKING, Any
 
 from aims_core.models import as_utc
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 _ESCAPED_SUFFIXES = (".html", ".htm", ".xml")
 
@@ -47,6 +48,10 @@ def _md_inline(text: object) -> str:
 
 @functools.cache
 def environment() -> Environment:
+    """The one environment, built on first use: importing jinja2 is left to the commands that
+    render (`aims --help` and `aims status` must not pay for it)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
     env = Environment(
         loader=PackageLoader("aims_core", "templates"),
         autoescape=_autoescape,

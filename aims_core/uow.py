@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import getpass
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aims_core.db import session_factory
 from aims_core.models import AuditEvent
 from aims_core.settings import Settings, get_settings
+
+M = TypeVar("M")
 
 Channel = Literal["cli", "slack", "ui", "schedule", "api", "flow", "import", "demo", "test"]
 
@@ -78,3 +81,13 @@ class UnitOfWork:
                 details=details,
             )
         )
+
+
+def locked(
+    session: Session, model: type[M], row_id: object, *, key_share: bool = False
+) -> M | None:
+    """The row, locked until commit (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite the write
+    transaction already serialises writers). `key_share`: FOR NO KEY UPDATE, so rows that merely
+    reference this one (notifications, decisions) are not blocked."""
+    pk = model.__mapper__.primary_key[0]  # type: ignore[attr-defined]
+    return session.scalar(select(model).where(pk == row_id).with_for_update(key_share=key_share))

@@ -50,6 +50,7 @@ from prefect import flow
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 
+from aims_core import processes
 from bench.common import (
     ROOT,
     Context,
@@ -462,7 +463,7 @@ def start_gate_runs(systems: list[str], tag: str = "bench") -> list[str]:
 
     return [
         start_run(
-            "stage-gate/stage-gate",
+            processes.STAGE_GATE.id,
             {"system": name, "to_stage": GATE, "requester": REQUESTER},
             tags=["gate", name, "tier:minimal", tag],
         )[0]
@@ -661,8 +662,9 @@ def measure_aims(ctx: Context, api_url: str, database: str, n: int) -> AimsRun:
                     its retries) is left `resume_pending` for the approval reconciler, a
                     deployment every 5 minutes; schedules are paused here, so run its pass."""
                     from aims_core.services.reconcile import resume_decided
+                    from deployments.prefect_runs import PrefectRuns
 
-                    report = resume_decided(settings)
+                    report = resume_decided(settings, runs=PrefectRuns())
                     out.reconciler_resumed += len(report.resumed_ids)
                     console.print(
                         f"[yellow]decisions: runs stalled; reconciler pass resumed "

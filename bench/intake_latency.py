@@ -43,6 +43,7 @@ from typing import Any, Final
 
 from prefect import flow
 
+from aims_core.ports import RunStarted
 from bench.common import (
     ROOT,
     Context,
@@ -275,15 +276,17 @@ def payload(i: int, fingerprint: str) -> dict[str, Any]:
     return firing_webhook(labels, annotations, fingerprint)
 
 
-def stub_start(
-    deployment: str,
-    parameters: dict[str, Any],
-    *,
-    name: str | None = None,
-    tags: list[str] | None = None,
-) -> tuple[str, str, str]:
-    run_id = str(uuid.uuid4())
-    return run_id, name or "run", f"http://127.0.0.1:4200/runs/flow-run/{run_id}"
+class StubRuns:
+    """Runs that start instantly: the run start comes after the first message, so the figure
+    is unaffected by it."""
+
+    def start(
+        self, deployment: str, parameters: Any, *, name: str | None = None, **_: Any
+    ) -> RunStarted:
+        run_id = str(uuid.uuid4())
+        return RunStarted(
+            id=run_id, name=name or "run", url=f"http://127.0.0.1:4200/runs/flow-run/{run_id}"
+        )
 
 
 @dataclass
@@ -337,7 +340,6 @@ def bridge(ctx: Context, database: str) -> Iterator[Intake]:
     from pydantic import SecretStr
 
     from aims_core.database import initialise
-    from aims_core.services import intake
     from aims_core.services.demo import load_demo
     from aims_core.settings import Settings
     from aims_core.uow import Actor, UnitOfWork
@@ -345,7 +347,6 @@ def bridge(ctx: Context, database: str) -> Iterator[Intake]:
     from notifications.fake_slack import FakeSlack
 
     fake = FakeSlack().start()
-    real_start = intake.start_run
     server: Any = None
     thread: threading.Thread | None = None
     try:
@@ -362,10 +363,8 @@ def bridge(ctx: Context, database: str) -> Iterator[Intake]:
             actor = Actor(who="bench", channel="test")
             initialise(settings, actor)
             load_demo(UnitOfWork(settings), actor)
-            # The run start comes after the first message: stubbed, the figure is unaffected.
-            intake.start_run = stub_start  # type: ignore[assignment]
             config = uvicorn.Config(
-                create_app(settings),
+                create_app(settings, runs=StubRuns()),  # type: ignore[arg-type]
                 host="127.0.0.1",
                 port=0,
                 log_level="warning",
@@ -386,7 +385,6 @@ def bridge(ctx: Context, database: str) -> Iterator[Intake]:
                 server.should_exit = True
                 thread.join(timeout=10)
     finally:
-        intake.start_run = real_start  # type: ignore[assignment]
         fake.stop()
 
 

@@ -89,13 +89,15 @@ def child_pack(data_dir: str, database_url: str) -> dict[str, Any]:
 
         return wrapper
 
-    # `prepare` looks these names up in the module at call time.
-    gather = reviews.gather
-    reviews.gather = timing("gather", gather)  # type: ignore[assignment]
-    reviews.charts = timing("charts", reviews.charts)  # type: ignore[assignment]
-    reviews._workbook = timing("xlsx", reviews._workbook)  # type: ignore[assignment]
-    reviews.render = timing(  # type: ignore[assignment]
-        lambda template, **_: "html" if template.endswith(".html.j2") else "md", reviews.render
+    # `prepare` looks these names up in its module (`reviews.pack`) at call time.
+    from aims_core.services.reviews import pack
+
+    gather = pack.gather
+    pack.gather = timing("gather", gather)  # type: ignore[assignment]
+    pack.charts = timing("charts", pack.charts)  # type: ignore[assignment]
+    pack.write_workbook = timing("xlsx", pack.write_workbook)  # type: ignore[assignment]
+    pack.render = timing(  # type: ignore[assignment]
+        lambda template, **_: "html" if template.endswith(".html.j2") else "md", pack.render
     )
 
     uow = UnitOfWork(Settings(data_dir=Path(data_dir), database_url=database_url))

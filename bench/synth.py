@@ -58,7 +58,6 @@ from sqlalchemy.orm import Session
 from aims_core.cli._base import database_problem
 from aims_core.database import initialise
 from aims_core.errors import AimsError
-from aims_core.incident_policy import IncidentFacts, incident_policy
 from aims_core.models import (
     AISystem,
     Audit,
@@ -98,7 +97,8 @@ from aims_core.models import (
     TreatmentOption,
     Vendor,
 )
-from aims_core.risk_policy import risk_policy
+from aims_core.rules.incident import IncidentFacts, incident_policy
+from aims_core.rules.risk import risk_policy
 from aims_core.services import audits, evidence, training
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork

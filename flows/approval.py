@@ -6,14 +6,16 @@ acceptance), and as the smallest whole process that exercises the decision path 
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.runtime import flow_run
 
 from aims_core.services import approvals
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import ApprovalOutcome, request_approval
+from tasks.run_names import run_name
 from tasks.run_tags import approval_tags, tag_this_run
 
 
@@ -37,13 +39,13 @@ def record_decision(spec: approvals.ApprovalRequestIn, outcome: ApprovalOutcome)
     return record.id
 
 
-def _run_name() -> str:
-    spec = flow_run.parameters["spec"]
+def _name(parameters: dict[str, Any]) -> str:
+    spec = parameters["spec"]
     spec = spec if isinstance(spec, dict) else spec.model_dump()
     return f"approval {spec['subject']}: {spec['title']}"
 
 
-@flow(name="approval", flow_run_name=_run_name, log_prints=True)
+@flow(name="approval", flow_run_name=run_name(_name), log_prints=True)
 def approval(spec: approvals.ApprovalRequestIn) -> ApprovalOutcome:
     """Ask for `spec`'s decision, wait for it (suspended), keep it as evidence."""
     tag_this_run(approval_tags(spec))

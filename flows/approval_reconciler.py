@@ -18,12 +18,14 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
+from aims_core.ports import DeliveryReport
 from aims_core.services import capa, reconcile, reviews
 from aims_core.services.reconcile import ReconcileReport
 from aims_core.settings import get_settings
-from notifications.slack import DeliveryReport
+from deployments.prefect_runs import PrefectRuns
+from tasks.delivery import deliver_afresh
+from tasks.run_names import scheduled_run_name
 
 ARTIFACT_KEY = "approval-reconciler"
 
@@ -31,7 +33,7 @@ ARTIFACT_KEY = "approval-reconciler"
 @task(name="resume decided runs", cache_policy=NO_CACHE, persist_result=False)
 def resume_decided_runs(now: datetime) -> ReconcileReport:
     """Runs whose request was decided while the Prefect API was unreachable."""
-    return reconcile.resume_decided(get_settings(), now=now)
+    return reconcile.resume_decided(get_settings(), now=now, runs=PrefectRuns(check_health=False))
 
 
 @task(name="remind approvers", cache_policy=NO_CACHE, persist_result=False)
@@ -47,7 +49,7 @@ def escalate_overdue(now: datetime) -> ReconcileReport:
 @task(name="track CAPAs", cache_policy=NO_CACHE, persist_result=False)
 def track_capas(now: datetime) -> capa.TickReport:
     """CAPA action reminders and escalations; verifications fallen due (their runs woken)."""
-    return capa.tick(get_settings(), now)
+    return capa.tick(get_settings(), now, runs=PrefectRuns(check_health=False))
 
 
 @task(name="track review actions", cache_policy=NO_CACHE, persist_result=False)
@@ -56,15 +58,9 @@ def track_review_actions(now: datetime) -> reviews.TickReport:
     return reviews.tick(get_settings(), now)
 
 
-@task(name="deliver notifications", cache_policy=NO_CACHE, persist_result=False)
-def deliver_notifications(now: datetime) -> DeliveryReport:
-    """Send what the steps above queued (and anything else due) now, not at the next pass."""
-    return reconcile.deliver(get_settings(), now=now)
-
-
-def _run_name() -> str:
-    at = flow_run.scheduled_start_time or datetime.now(UTC)
-    return f"reconcile approvals {at.astimezone(UTC):%Y-%m-%d %H:%M}"
+_run_name = scheduled_run_name(
+    lambda at: f"reconcile approvals {at.astimezone(UTC):%Y-%m-%d %H:%M}"
+)
 
 
 @flow(name="approval-reconciler", flow_run_name=_run_name)
@@ -78,9 +74,10 @@ def approval_reconciler() -> ReconcileReport:
     # Same cadence, same delivery pass: CAPA actions and verifications waiting on people.
     logger.info("CAPA tracking: %s", track_capas(now).summary())
     logger.info("review actions: %s", track_review_actions(now).summary())
-    report.delivery = deliver_notifications(now)
+    # Send what the steps above queued (and anything else due) now, not at the next pass.
+    report.delivery = DeliveryReport.model_validate(deliver_afresh("approval-reconciler"))
     for failure in report.failures:
-        logger.warning("%s #%d: %s", failure.step, failure.request_id, failure.error)
+        logger.warning("%s #%d: %s", failure.step, failure.id, failure.error)
     logger.info("approval reconciler: %s", report.summary())
     create_markdown_artifact(
         key=ARTIFACT_KEY, markdown=report.markdown(), description=report.summary()

@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
 from aims_core.services import audits
 from aims_core.services.audits import PlanningReport
 from aims_core.settings import get_settings
+from tasks.delivery import deliver_afresh
+from tasks.run_names import scheduled_run_name
 
 ARTIFACT_KEY = "audit-planning"
 
@@ -29,27 +30,17 @@ def plan_audits(now: datetime) -> PlanningReport:
     return audits.planning_pass(get_settings(), now)
 
 
-@task(name="deliver notifications", cache_policy=NO_CACHE, persist_result=False)
-def deliver_notifications() -> dict[str, object]:
-    """Tell the auditors now, not at the next delivery pass."""
-    from notifications.slack import deliver_due
-
-    return deliver_due(get_settings()).model_dump()
-
-
-def _run_name() -> str:
-    at = flow_run.scheduled_start_time or datetime.now(UTC)
-    return f"audit planning {at.astimezone(UTC):%Y-%m-%d}"
-
-
-@flow(name="audit-planning", flow_run_name=_run_name)
+@flow(
+    name="audit-planning",
+    flow_run_name=scheduled_run_name(lambda at: f"audit planning {at.astimezone(UTC):%Y-%m-%d}"),
+)
 def audit_planning() -> PlanningReport:
     """Keep the audit programme current: cycle covered, new nonconformities scheduled, auditors
     assigned and told, overdue audits reported."""
     now = datetime.now(UTC)  # one clock for the whole pass
     report = plan_audits(now)
     if report.told:
-        deliver_notifications()
+        deliver_afresh("tell the auditors now")
     get_run_logger().info("audit planning: %s", report.summary())
     create_table_artifact(key=ARTIFACT_KEY, table=report.rows(), description=report.summary())
     return report

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import DEFAULT, NO_CACHE
+from prefect.cache_policies import DEFAULT
 from prefect.context import FlowRunContext
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
@@ -29,11 +29,15 @@ from pydantic import Field, ValidationError
 
 from aims_core.errors import AimsError, from_validation_error
 from aims_core.models import CapaStatus
+from aims_core.ports import EngineNotRunning
 from aims_core.services import capa as capas
 from aims_core.services.capa import FISHBONE, CapaOut, CapaResult, WaitStep
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
+from deployments.prefect_runs import PrefectRuns
 from tasks.approval import request_approval
+from tasks.delivery import deliver_afresh
+from tasks.run_names import run_name
 from tasks.run_tags import system_tags, tag_this_run
 
 FLOW_ACTOR = Actor(who="flow:capa", channel="flow")
@@ -162,15 +166,11 @@ def _given(answer: RunInput) -> dict[str, Any]:
 
 
 def _run_ended(flow_run_id: str) -> bool:
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        with get_client(sync_client=True) as client:
-            state = client.read_flow_run(flow_run_id).state  # type: ignore[arg-type]
-    except ObjectNotFound:
-        return True
-    return bool(state and state.is_final())
+    """Whether the run ended (or Prefect does not know it); a live one keeps the CAPA."""
+    state = PrefectRuns(check_health=False).state(flow_run_id)
+    if state is None:  # Prefect cannot be asked now: the claim fails, the run can be restarted
+        raise EngineNotRunning(f"cannot read run {flow_run_id} (Prefect API unreachable)")
+    return state.final
 
 
 @task(name="claim the CAPA", persist_result=True)
@@ -256,14 +256,6 @@ def record_closure(capa_id: int, request_id: int) -> CapaOut:
     return capas.record_closure(_uow(), capa_id, FLOW_ACTOR)
 
 
-@task(name="deliver notifications", cache_policy=NO_CACHE, persist_result=False)
-def deliver_notifications() -> dict[str, object]:
-    """Send what the last step queued (owners, verifiers) now; the rest stays queued."""
-    from notifications.slack import deliver_due
-
-    return deliver_due(get_settings()).model_dump()
-
-
 # --- the waits ------------------------------------------------------------------------------------
 
 
@@ -307,7 +299,7 @@ def wait_for_people(c: CapaOut, waits: Waits, report: Report) -> None:
     assert step is not None
     key = waits.next_key(step)
     if key not in waits.used:  # a new wait (not one a re-run passes again): tell, then show
-        deliver_notifications()
+        deliver_afresh(key)  # what the last step queued (owners, verifiers); the rest stays queued
         report.publish()
         get_run_logger().info("CAPA %d waits for %s (%s)", c.id, step.kind, key)
     form = FORMS.get(step.kind)
@@ -338,20 +330,19 @@ def ask_for_closure(c: CapaOut) -> None:
 # --- the flow ------------------------------------------------------------------------------------
 
 
-def _run_name() -> str:
-    capa_id = flow_run.parameters["capa_id"]
-    try:
-        return capas.run_name(_get(int(capa_id)))
-    except Exception:  # unknown CAPA (or no database): the first step says so clearly
-        return f"capa {capa_id}"
-
-
 def _tag_run(c: CapaOut) -> None:
     """Tags for the UI's filters, however the run was started (CLI, incident flow, UI)."""
     tag_this_run([*capas.run_tags(c), *system_tags(c.system)])
 
 
-@flow(name="capa", flow_run_name=_run_name, log_prints=True)
+@flow(
+    name="capa",
+    # An unknown CAPA (or no database): the first step says so clearly.
+    flow_run_name=run_name(
+        lambda p: capas.run_name(_get(int(p["capa_id"]))), lambda p: f"capa {p['capa_id']}"
+    ),
+    log_prints=True,
+)
 def capa(capa_id: int) -> CapaResult:
     """Follow CAPA `capa_id` from containment to approved closure (ISO/IEC 42001 10.2):
     containment → root cause → action plan → actions done → effectiveness verification

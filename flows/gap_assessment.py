@@ -15,7 +15,6 @@ key and form are the same on every re-run and its answers are recorded once. No 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from prefect import flow, task
@@ -24,13 +23,14 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field, create_model
 
-from aims_core.gap_policy import Conformity, area_of, areas, describe
+from aims_core.rules.gap import Conformity, area_of, areas, describe
 from aims_core.services import gap
 from aims_core.services.gap import GapAssessmentOut, GapResult
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.answers import Questionnaire, collect_answers, slug
 from tasks.approval import ApprovalOutcome, claim_request, request_approval
+from tasks.run_names import scheduled_run_name
 from tasks.run_tags import tag_this_run
 
 FLOW_ACTOR = Actor(who="flow", channel="flow")
@@ -196,11 +196,7 @@ def _summary(out: GapAssessmentOut, outcome: ApprovalOutcome, tasks: int) -> str
     return "\n".join(lines)
 
 
-def _run_name() -> str:
-    return gap.run_name(flow_run.scheduled_start_time or datetime.now(UTC))
-
-
-@flow(name="gap-assessment", flow_run_name=_run_name, log_prints=True)
+@flow(name="gap-assessment", flow_run_name=scheduled_run_name(gap.run_name), log_prints=True)
 def gap_assessment(assessor: str | None = None, take_over: bool = False) -> GapResult:
     """Assess the AIMS against ISO/IEC 42001: answers (form or CLI), approval, maturity, plan.
 

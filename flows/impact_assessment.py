@@ -21,7 +21,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field, create_model
 
-from aims_core.impact_questionnaire import (
+from aims_core.rules.impact_questionnaire import (
     SCALE_MAX,
     Question,
     QuestionKind,
@@ -33,6 +33,7 @@ from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.answers import Questionnaire, collect_answers
 from tasks.approval import ApprovalOutcome, claim_request, request_approval
+from tasks.run_names import run_name
 from tasks.run_tags import tag_this_run
 
 FLOW_ACTOR = Actor(who="flow", channel="flow")
@@ -181,10 +182,6 @@ def answer_rounds(assessment_id: int) -> Questionnaire[ImpactAssessmentOut, int]
 # --- the flow ------------------------------------------------------------------------------------
 
 
-def _run_name() -> str:
-    return f"impact assessment {flow_run.parameters['system']}"
-
-
 def _tag_run(system: str, tier: str) -> None:
     """Tag the run with its system and tier however it was started (CLI, UI, API)."""
     tag_this_run(("impact-assessment", system, tier))
@@ -226,7 +223,11 @@ def _summary(result: ImpactResult, out: ImpactAssessmentOut, outcome: ApprovalOu
     return "\n".join(lines)
 
 
-@flow(name="impact-assessment", flow_run_name=_run_name, log_prints=True)
+@flow(
+    name="impact-assessment",
+    flow_run_name=run_name(lambda p: f"impact assessment {p['system']}"),
+    log_prints=True,
+)
 def impact_assessment(
     system: str, assessor: str | None = None, take_over: bool = False
 ) -> ImpactResult:

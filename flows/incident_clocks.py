@@ -17,19 +17,21 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
+from aims_core.ports import DeliveryReport
 from aims_core.services import clocks
 from aims_core.services.clocks import ClockOut, ClockReport
 from aims_core.settings import get_settings
 from aims_core.uow import UnitOfWork
+from tasks.delivery import deliver_afresh
+from tasks.run_names import scheduled_run_name
 
 ARTIFACT_KEY = "incident-clocks"
 
 
 @task(name="tick clocks", cache_policy=NO_CACHE, persist_result=False)
 def tick_clocks(now: datetime) -> ClockReport:
-    """Remind, mark overdue, escalate, deliver."""
+    """Remind, mark overdue, escalate (the flow delivers what this queued)."""
     return clocks.tick(get_settings(), now=now)
 
 
@@ -38,9 +40,7 @@ def read_running_clocks(now: datetime) -> list[ClockOut]:
     return clocks.running_clocks(UnitOfWork(get_settings()), now=now)
 
 
-def _run_name() -> str:
-    at = flow_run.scheduled_start_time or datetime.now(UTC)
-    return f"incident clocks {at.astimezone(UTC):%Y-%m-%d %H:%M}"
+_run_name = scheduled_run_name(lambda at: f"incident clocks {at.astimezone(UTC):%Y-%m-%d %H:%M}")
 
 
 @flow(name="incident-clocks", flow_run_name=_run_name)
@@ -49,8 +49,9 @@ def incident_clocks() -> ClockReport:
     logger = get_run_logger()
     now = datetime.now(UTC)  # one clock for the whole pass
     report = tick_clocks(now)
+    report.delivery = DeliveryReport.model_validate(deliver_afresh("incident-clocks"))
     for failure in report.failures:
-        logger.warning("%s clock %d: %s", failure.step, failure.clock_id, failure.error)
+        logger.warning("%s clock %d: %s", failure.step, failure.id, failure.error)
     logger.info("incident clocks: %s", report.summary())
     running = read_running_clocks(now)
     create_markdown_artifact(

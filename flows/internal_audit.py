@@ -24,28 +24,31 @@ from prefect.artifacts import (
     create_markdown_artifact,
     create_table_artifact,
 )
-from prefect.cache_policies import DEFAULT, NO_CACHE
+from prefect.cache_policies import DEFAULT
 from prefect.context import FlowRunContext
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field, ValidationError
 
+from aims_core import processes
 from aims_core.errors import AimsError, from_validation_error
 from aims_core.models import AuditStatus, CapaStatus
 from aims_core.services import audits
 from aims_core.services import capa as capas
+from aims_core.services.audit_rounds import current_report_round
 from aims_core.services.audits import AuditOut, AuditRunResult
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
+from deployments.prefect_runs import PrefectRuns
 from tasks.approval import open_request, request_approval
+from tasks.delivery import deliver_afresh
+from tasks.run_names import run_name
 from tasks.run_tags import tag_this_run
 
 ACTOR = Actor(who="flow:internal-audit", channel="flow")
 #: The UI form cannot tell who typed it: what comes from it is recorded as coming from the UI.
 UI_ACTOR = Actor(who="prefect-ui", channel="ui")
-#: The CAPA flow's deployment (flows/capa.py), parameter `capa_id`.
-CAPA_DEPLOYMENT = "capa/capa"
 
 
 def _uow() -> UnitOfWork:
@@ -145,20 +148,18 @@ def open_capas(audit_id: int, round_: int) -> list[int]:
 
 @task(name="start CAPA runs", persist_result=True)
 def start_capa_runs(audit_id: int, round_: int) -> list[str]:
-    """A `capa` deployment run for each CAPA of this audit that no run follows yet."""
-    from prefect.deployments import run_deployment
-
+    """A `capa` deployment run for each CAPA of this audit that no run follows yet (never a
+    subflow: the CAPA's run waits for people, it suspends)."""
+    runs = PrefectRuns(check_health=False)
     started = []
     for capa_id in audits.ensure_capas(_uow(), audit_id, ACTOR):
         c = capas.get_capa(_uow(), capa_id)
         if c.flow_run_id or c.status is CapaStatus.closed:
             continue
-        run = run_deployment(
-            CAPA_DEPLOYMENT,
-            parameters={"capa_id": c.id},
-            timeout=0,
-            as_subflow=False,  # never a subflow: the CAPA's run waits for people (it suspends)
-            flow_run_name=capas.run_name(c),
+        run = runs.start(
+            processes.CAPA.id,
+            {"capa_id": c.id},
+            name=capas.run_name(c),
             tags=[*capas.run_tags(c), f"audit-{audit_id}"],
         )
         capas.attach_run(_uow(), c.id, str(run.id), ACTOR)
@@ -195,13 +196,6 @@ def link_request(audit_id: int, request_id: int) -> None:
 def record_decision(audit_id: int, request_id: int) -> AuditOut:
     """Approved: closed. Rejected: fieldwork again, the auditor told why."""
     return audits.record_report_decision(_uow(), audit_id, request_id, ACTOR)
-
-
-@task(name="deliver notifications", cache_policy=NO_CACHE, persist_result=False)
-def deliver_notifications() -> dict[str, object]:
-    from notifications.slack import deliver_due
-
-    return deliver_due(get_settings()).model_dump()
 
 
 # --- the waits ---------------------------------------------------------------------------------
@@ -252,15 +246,14 @@ def report_and_ask(a: AuditOut, report_round: int) -> None:
 # --- the flow ----------------------------------------------------------------------------------
 
 
-def _run_name() -> str:
-    audit_id = flow_run.parameters["audit_id"]
-    try:
-        return audits.run_name(_get(int(audit_id)))
-    except Exception:  # unknown audit (or no database): the first step says so clearly
-        return f"audit {audit_id}"
-
-
-@flow(name="internal-audit", flow_run_name=_run_name, log_prints=True)
+@flow(
+    name="internal-audit",
+    # An unknown audit (or no database): the first step says so clearly.
+    flow_run_name=run_name(
+        lambda p: audits.run_name(_get(int(p["audit_id"]))), lambda p: f"audit {p['audit_id']}"
+    ),
+    log_prints=True,
+)
 def internal_audit(audit_id: int) -> AuditRunResult:
     """Run audit `audit_id`: fieldwork (suspended until complete) → CAPAs for nonconformities →
     report (HTML + Markdown, evidence) → approval → closed."""
@@ -269,12 +262,11 @@ def internal_audit(audit_id: int) -> AuditRunResult:
     publish_checklist(a)
     waits = Waits()
     while (a := _get(audit_id)).status not in (AuditStatus.closed, AuditStatus.cancelled):
-        with UnitOfWork(get_settings()).read() as uow:
-            report_round = audits.report_round(uow.session, audit_id)
+        report_round = current_report_round(_uow(), audit_id)
         if a.status is AuditStatus.reporting:
             report_and_ask(a, report_round)
         else:
-            deliver_notifications()
+            deliver_afresh(f"audit-{audit_id}-fieldwork")
             wait_for_fieldwork(a, report_round, waits)
     approvals: list[str] = []
     if a.request_id is not None:

@@ -27,6 +27,7 @@ from aims_core.services.reviews import ReviewInputs, ReviewOut
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import open_request, request_approval
+from tasks.run_names import run_name
 from tasks.run_tags import tag_this_run
 
 ACTOR = Actor(who="flow:management-review", channel="flow")
@@ -42,10 +43,6 @@ def _period(period: str | None) -> str:
         return period.strip()
     at = flow_run.scheduled_start_time or datetime.now(UTC)
     return reviews.default_period(at, get_settings().timezone)
-
-
-def _run_name() -> str:
-    return f"management review {_period(flow_run.parameters.get('period'))}"
 
 
 def _tag_run(period: str) -> None:
@@ -108,7 +105,11 @@ def record_minutes(period: str, request_id: int) -> ReviewOut:
     return reviews.record_outcome(_uow(), period, ACTOR)
 
 
-@flow(name="management-review", flow_run_name=_run_name, log_prints=True)
+@flow(
+    name="management-review",
+    flow_run_name=run_name(lambda p: f"management review {_period(p.get('period'))}"),
+    log_prints=True,
+)
 def management_review(period: str | None = None) -> ReviewOut:
     """Prepare the management review pack of a quarter and have top management approve it."""
     logger = get_run_logger()

@@ -8,28 +8,21 @@ and a pass that overruns makes the next one be dropped (CANCEL_NEW in deployment
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
-from aims_core.services import reconcile
-from aims_core.settings import get_settings
-from notifications.slack import DeliveryReport
+from aims_core.ports import DeliveryReport
+from tasks.delivery import deliver_afresh
+from tasks.run_names import scheduled_run_name
 
 ARTIFACT_KEY = "notification-delivery"
 
 
-@task(name="deliver due notifications", cache_policy=NO_CACHE, persist_result=False)
-def deliver_due_notifications(now: datetime) -> DeliveryReport:
-    return reconcile.deliver(get_settings(), now=now)
-
-
-def _run_name() -> str:
-    at = flow_run.scheduled_start_time or datetime.now(UTC)
-    return f"deliver notifications {at.astimezone(UTC):%Y-%m-%d %H:%M}"
+_run_name = scheduled_run_name(
+    lambda at: f"deliver notifications {at.astimezone(UTC):%Y-%m-%d %H:%M}"
+)
 
 
 def _markdown(report: DeliveryReport) -> str:
@@ -51,7 +44,7 @@ def _markdown(report: DeliveryReport) -> str:
 @flow(name="notification-delivery", flow_run_name=_run_name)
 def notification_delivery() -> DeliveryReport:
     """Deliver every queued notification that is due; publish what happened when anything did."""
-    report = deliver_due_notifications(datetime.now(UTC))
+    report = DeliveryReport.model_validate(deliver_afresh("notification-delivery"))
     get_run_logger().info(
         "delivery: %d sent, %d updated, %d logged, %d to retry, %d failed",
         report.sent,

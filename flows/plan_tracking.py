@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
 from aims_core.services import plan
 from aims_core.services.plan import TickReport
 from aims_core.settings import get_settings
+from tasks.run_names import scheduled_run_name
 
 ARTIFACT_KEY = "plan-tracking"
 
@@ -29,12 +29,10 @@ def track(now: datetime) -> TickReport:
     return plan.tick(get_settings(), now)
 
 
-def _run_name() -> str:
-    at = flow_run.scheduled_start_time or datetime.now(UTC)
-    return f"plan tracking {at:%Y-%m-%d}"
-
-
-@flow(name="plan-tracking", flow_run_name=_run_name)
+@flow(
+    name="plan-tracking",
+    flow_run_name=scheduled_run_name(lambda at: f"plan tracking {at:%Y-%m-%d}"),
+)
 def plan_tracking() -> TickReport:
     """Close plan tasks on their evidence; remind owners; escalate overdue tasks."""
     logger = get_run_logger()

@@ -2,7 +2,7 @@
 
 `policy_review` runs every morning (deployments/serve.py): owners of policies whose review fell
 due are told once per due date, exceptions are reminded before they expire and closed once
-expired (owner told). The policy is the service (aims_core/services/policies.py); this flow
+expired (owner told). The policy is the service (aims_core/services/policies/); this flow
 names the steps for the UI and publishes what the pass did as a table artifact. Each step is
 idempotent, so an overlapping or repeated run does no harm; no flow-level retries (the next day
 is the retry) and nothing persisted or cached: each run must look afresh.
@@ -30,6 +30,8 @@ from aims_core.services.policies import TickReport, VersionOut
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import open_request, request_approval
+from tasks.delivery import deliver_afresh
+from tasks.run_names import run_name, scheduled_run_name
 from tasks.run_tags import tag_this_run
 
 ACTOR = Actor(who="flow:policy-approval", channel="flow")
@@ -44,26 +46,17 @@ def check_policies(now: datetime) -> TickReport:
     return policies.tick(get_settings(), now)
 
 
-@task(name="deliver notifications", cache_policy=NO_CACHE, persist_result=False)
-def deliver_notifications() -> dict[str, object]:
-    """Send what the pass queued now; whatever Slack does not take stays queued."""
-    from notifications.slack import deliver_due
-
-    return deliver_due(get_settings()).model_dump()
-
-
-def _review_run_name() -> str:
-    at = flow_run.scheduled_start_time or datetime.now(UTC)
+def _review_run_name(at: datetime) -> str:
     return f"policy reviews {at.astimezone(ZoneInfo(get_settings().timezone)):%Y-%m-%d}"
 
 
-@flow(name="policy-review", flow_run_name=_review_run_name)
+@flow(name="policy-review", flow_run_name=scheduled_run_name(_review_run_name))
 def policy_review() -> TickReport:
     """Tell owners of policies due for review; remind and close expiring exceptions."""
     logger = get_run_logger()
     now = datetime.now(UTC)  # one clock for the whole pass
     report = check_policies(now)
-    deliver_notifications()
+    deliver_afresh("tell owners now")
     for failure in report.failures:
         logger.warning("%s %d: %s", failure.step, failure.id, failure.error)
     logger.info("policy reviews: %s", report.summary())
@@ -89,13 +82,11 @@ def settle(version_id: int, request_id: int) -> VersionOut:
     return policies.settle_approval(UnitOfWork(get_settings()), version_id, request_id, ACTOR)
 
 
-def _approval_run_name() -> str:
-    version_id = int(flow_run.parameters["version_id"])
-    try:
-        v = policies.get_version(UnitOfWork(get_settings()), version_id)
-    except Exception:  # unknown version (or no database): the first step says so clearly
-        return f"policy version {version_id} approval"
-    return v.run_name
+# An unknown version (or no database): the first step says so clearly.
+_approval_run_name = run_name(
+    lambda p: policies.get_version(UnitOfWork(get_settings()), int(p["version_id"])).run_name,
+    lambda p: f"policy version {int(p['version_id'])} approval",
+)
 
 
 def _tag_run(version_id: int) -> None:

@@ -24,10 +24,11 @@ from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import (
     ApprovalOutcome,
-    deliver_notifications,
+    deliver_request,
     open_request,
     request_approval,
 )
+from tasks.run_names import run_name
 from tasks.run_tags import tag_this_run
 
 ACTOR = Actor(who="flow:risk-assessment", channel="flow")
@@ -112,9 +113,7 @@ def current_register(assessment: AssessmentOut, stage: str) -> AssessmentOut:
     return assessment.model_copy(update={"risks": [r for r in rows if r.status != "closed"]})
 
 
-def _run_name() -> str:
-    params = flow_run.parameters
-    return risks.run_name(params["system"], params.get("trigger") or "manual")
+_run_name = run_name(lambda p: risks.run_name(p["system"], p.get("trigger") or "manual"))
 
 
 def _tag_run(a: AssessmentOut) -> None:
@@ -146,7 +145,7 @@ def risk_assessment(
             blocked.append(f"risk {risk_id}: {exc}")
             continue
         link_request(risk_id, request_id)
-        deliver_notifications(request_id)
+        deliver_request(request_id)
         asked.append((risk_id, spec))
     if asked:
         publish_table(current_register(assessment, "asked"), "acceptance asked")

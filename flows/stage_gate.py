@@ -9,11 +9,8 @@ task, and the outcome is recorded by an idempotent service call.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
@@ -25,6 +22,8 @@ from aims_core.services.gates import Checklist, GateReviewOut
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from tasks.approval import request_approval
+from tasks.delivery import deliver_afresh
+from tasks.run_names import run_name
 from tasks.run_tags import tag_this_run
 
 ACTOR = Actor(who="flow:stage-gate", channel="flow")
@@ -83,23 +82,19 @@ def record_gate_outcome(review_id: int, request_id: int) -> GateReviewOut:
     return gates.record_outcome(UnitOfWork(get_settings()), review_id, request_id, ACTOR)
 
 
-@task(name="notify the owner", cache_policy=NO_CACHE, persist_result=False)
-def notify_owner() -> dict[str, Any]:
-    """Send the owner's message now; whatever Slack does not take stays queued."""
-    from notifications.slack import deliver_due
-
-    return deliver_due(get_settings()).model_dump()
+#: Send the owner's message now; whatever Slack does not take stays queued.
+notify_owner = deliver_afresh.with_options(name="notify the owner")
 
 
 # --- the flow ----------------------------------------------------------------------------------
 
 
-def _run_name() -> str:
-    system, to_stage = flow_run.parameters["system"], str(flow_run.parameters["to_stage"])
-    try:
-        return gates.gate_run_name(UnitOfWork(get_settings()), system, to_stage)
-    except AimsError:  # an unknown system or stage: the first step says so clearly
-        return f"gate {system}: ?→{to_stage}"
+# An unknown system or stage: the first step says so clearly.
+_run_name = run_name(
+    lambda p: gates.gate_run_name(UnitOfWork(get_settings()), p["system"], str(p["to_stage"])),
+    lambda p: f"gate {p['system']}: ?→{p['to_stage']!s}",
+    errors=(AimsError,),
+)
 
 
 @flow(name="stage-gate", flow_run_name=_run_name, log_prints=True)
@@ -119,7 +114,7 @@ def stage_gate(system: str, to_stage: LifecycleStage, requester: str | None = No
         return _end(review)
     review = record_gate_outcome(review.id, decision.request_id)
     if review.status is GateStatus.rejected:
-        notify_owner()
+        notify_owner("the gate was rejected")
     publish_checklist(review)
     return _end(review)
 

@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
 from aims_core.services import training
 from aims_core.services.training import TickReport
 from aims_core.settings import get_settings
+from tasks.run_names import scheduled_run_name
 
 ARTIFACT_KEY = "training-renewals"
 
@@ -33,12 +33,10 @@ def remind_and_escalate(now: datetime) -> TickReport:
     return training.tick(get_settings(), now)
 
 
-def _run_name() -> str:
-    at = flow_run.scheduled_start_time or datetime.now(UTC)
-    return training.run_name(get_settings(), at)
-
-
-@flow(name="training-renewal", flow_run_name=_run_name)
+@flow(
+    name="training-renewal",
+    flow_run_name=scheduled_run_name(lambda at: training.run_name(get_settings(), at)),
+)
 def training_renewal() -> TickReport:
     """Remind people whose required training expires soon; escalate those whose expired."""
     logger = get_run_logger()

@@ -16,11 +16,12 @@ from zoneinfo import ZoneInfo
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
 from aims_core.services import vendors
 from aims_core.services.vendors import TickReport
 from aims_core.settings import get_settings
+from tasks.delivery import deliver_afresh
+from tasks.run_names import scheduled_run_name
 
 ARTIFACT_KEY = "vendor-reassessment"
 
@@ -30,25 +31,17 @@ def open_due_reassessments(now: datetime) -> TickReport:
     return vendors.tick(get_settings(), now)
 
 
-@task(name="deliver notifications", cache_policy=NO_CACHE, persist_result=False)
-def deliver_notifications() -> dict[str, object]:
-    from notifications.slack import deliver_due
-
-    return deliver_due(get_settings()).model_dump()
-
-
-def _run_name() -> str:
-    at = flow_run.scheduled_start_time or datetime.now(UTC)
+def _run_name(at: datetime) -> str:
     return f"vendor reassessment {at.astimezone(ZoneInfo(get_settings().timezone)):%Y-%m}"
 
 
-@flow(name="vendor-reassessment", flow_run_name=_run_name)
+@flow(name="vendor-reassessment", flow_run_name=scheduled_run_name(_run_name))
 def vendor_reassessment() -> TickReport:
     """Open the reassessments that fell due and tell the vendors' people."""
     logger = get_run_logger()
     now = datetime.now(UTC)
     report = open_due_reassessments(now)
-    deliver_notifications()
+    deliver_afresh("tell the vendors' people")
     for failure in report.failures:
         logger.warning("vendor %d: %s", failure.id, failure.error)
     logger.info("vendor reassessment: %s", report.summary())

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from aims_core.models import ApprovalRequest
+from aims_core.ports import Runs
 from aims_core.settings import Settings, get_settings
 from aims_core.uow import UnitOfWork
 from notifications.intake import intake_router
@@ -37,8 +38,9 @@ from notifications.interactions import (
     InteractionResult,
     ResumeFn,
     handle_interaction,
+    resume_through_prefect,
 )
-from notifications.resume import resume_for_request
+from notifications.requests import read_capped, refusal
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +55,21 @@ DATABASE_RETRY_AFTER = 5
 def create_app(
     settings: Settings | None = None,
     *,
-    resume: ResumeFn = resume_for_request,
+    resume: ResumeFn = resume_through_prefect,
     slack_client: WebClient | None = None,
+    runs: Runs | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The bridge's FastAPI app.
 
-    `resume` and `slack_client` are injectable so tests run without Prefect and against a local
-    fake Slack; by default the run is resumed through Prefect and Slack is reached with the bot
-    token from the settings.
+    `resume`, `slack_client` and `runs` are injectable so tests run without Prefect and against
+    a local fake Slack; by default runs are resumed and started through Prefect and Slack is
+    reached with the bot token from the settings.
     """
     settings = settings or get_settings()
     follow_up = FollowUp(settings=settings, resume=resume, slack_client=slack_client)
     follow_ups = ThreadPoolExecutor(FOLLOW_UP_THREADS, thread_name_prefix="aims-follow-up")
-    if resume is resume_for_request:  # the first resume would import Prefect amid the clicks
+    if resume is resume_through_prefect:  # the first resume would import Prefect amid the clicks
         follow_ups.submit(_import_prefect_client)
 
     async def run_follow_up(result: InteractionResult) -> None:
@@ -81,7 +84,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.follow_up = follow_up
-    app.include_router(intake_router(settings, slack_client=slack_client))
+    app.include_router(intake_router(settings, slack_client=slack_client, runs=runs))
     # The database down or unreachable (PostgreSQL stopped, a dropped connection, SQLite locked
     # past its busy timeout): a 503 the caller can retry, not a 500 with a traceback. The
     # transaction was rolled back; the pool's pre-ping reconnects once the database is back.
@@ -106,25 +109,25 @@ def create_app(
     @app.post("/slack/interactions")
     async def slack_interactions(request: Request, background: BackgroundTasks) -> Response:
         if settings.slack_signing_secret is None:
-            return _error(
+            return refusal(
                 503,
                 "Slack interactions are not configured: set AIMS_SLACK_SIGNING_SECRET "
                 "(the app's signing secret), or use Socket Mode with AIMS_SLACK_APP_TOKEN",
             )
         secret = settings.slack_signing_secret.get_secret_value()
-        body = await _read_capped(request, max_body_bytes)
+        body = await read_capped(request, max_body_bytes)
         if body is None:
-            return _error(413, f"request body larger than {max_body_bytes} bytes")
+            return refusal(413, f"request body larger than {max_body_bytes} bytes")
         if not _signature_ok(secret, body, request):
             log.warning("slack interaction refused: bad or stale signature")
-            return _error(401, "invalid or expired Slack signature")
+            return refusal(401, "invalid or expired Slack signature")
 
         payload = _payload(body)
         if payload is None:
-            return _error(400, "malformed interaction: expected a form field 'payload' (JSON)")
+            return refusal(400, "malformed interaction: expected a form field 'payload' (JSON)")
         result = await run_in_threadpool(handle_interaction, settings, payload)
         if result.status_code != 200:
-            return _error(result.status_code, result.message)
+            return refusal(result.status_code, result.message)
         if not result.ignored:
             background.add_task(run_follow_up, result)
         if not result.message:
@@ -138,10 +141,6 @@ def _import_prefect_client() -> None:
     """Import Prefect's client now, off the request path, rather than in the first resume."""
     with contextlib.suppress(Exception):  # the resume itself will say what is wrong
         import prefect.client.orchestration  # noqa: F401
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": message}, status_code=status)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -163,25 +162,6 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         status_code=503,
         headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
     )
-
-
-async def _read_capped(request: Request, limit: int) -> bytes | None:
-    """The raw body, or None past `limit` bytes (checked before reading, and while reading)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                return None
-        except ValueError:
-            return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _signature_ok(secret: str, body: bytes, request: Request) -> bool:

@@ -31,11 +31,15 @@ from slack_sdk import WebClient
 from starlette.concurrency import run_in_threadpool
 
 from aims_core.errors import AimsError
-from aims_core.incident_policy import IncidentPolicyInvalid, incident_policy
+from aims_core.ports import Runs
+from aims_core.rules.incident import IncidentPolicyInvalid, incident_policy
 from aims_core.services import intake
-from aims_core.services.intake import IntakeItem, IntakeRejected, IntakeResult, ItemResult, StartFn
+from aims_core.services.intake import IntakeItem, IntakeRejected, IntakeResult, ItemResult
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
+from deployments.prefect_runs import PrefectRuns
+from notifications.requests import read_capped, refusal
+from notifications.slack import SlackDelivery, intake_client
 
 log = logging.getLogger(__name__)
 
@@ -291,17 +295,22 @@ def intake_router(
     settings: Settings,
     *,
     slack_client: WebClient | None = None,
-    start: StartFn | None = None,
+    runs: Runs | None = None,
     max_body_bytes: int = MAX_INTAKE_BYTES,
 ) -> APIRouter:
-    """The intake routes, for `create_app` to include. `slack_client` and `start` are
-    injectable (tests, benchmark); by default the bot token's client and the Prefect engine."""
+    """The intake routes, for `create_app` to include. `slack_client` and `runs` are
+    injectable (tests, benchmark); by default the bot token's client (short timeouts: an alert
+    sender must not wait out Slack) and the Prefect engine."""
     router = APIRouter()
+    runs = runs if runs is not None else PrefectRuns()
+    delivery = SlackDelivery(
+        settings, slack_client if slack_client is not None else intake_client(settings)
+    )
 
     async def take_in(items: list[IntakeItem], actor: Actor) -> IntakeResult | JSONResponse:
         try:
             return await run_in_threadpool(
-                intake.take_in, settings, items, actor, slack_client=slack_client, start=start
+                intake.take_in, settings, items, actor, runs=runs, delivery=delivery
             )
         except IntakeRejected as exc:
             return _error(422, str(exc), exc.problems)
@@ -375,11 +384,8 @@ def intake_router(
 
 
 def _error(status: int, message: str, problems: list[str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"ok": False, "error": message}
-    if problems:
-        body["problems"] = problems
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    return refusal(status, message, problems, headers=headers)
 
 
 def _policy_error(exc: IncidentPolicyInvalid) -> JSONResponse:
@@ -433,21 +439,6 @@ def _peer(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _read_capped(request: Request, limit: int) -> bytes | None:
-    """The raw body, or None past `limit` bytes (checked before reading, and while reading)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _authorised_payload(
     settings: Settings, request: Request, model: type[M], limit: int
 ) -> M | JSONResponse:
@@ -458,7 +449,7 @@ async def _authorised_payload(
         if response.status_code == 401:
             await run_in_threadpool(_audit_refusal, settings, request, reason)
         return response
-    body = await _read_capped(request, limit)
+    body = await read_capped(request, limit)
     if body is None:
         return _error(413, f"request body larger than {limit} bytes")
     try:

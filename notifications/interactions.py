@@ -28,11 +28,12 @@ from slack_sdk.errors import SlackApiError
 from aims_core.errors import AimsError
 from aims_core.messages import APPROVE_ACTION_ID, REJECT_ACTION_ID
 from aims_core.models import ApprovalStatus, Outcome
-from aims_core.services import approvals
+from aims_core.ports import ResumeOutcome
+from aims_core.services import approvals, reconcile
 from aims_core.services.outbox import queue_decision_updates
 from aims_core.settings import Settings
 from aims_core.uow import Actor, Channel, UnitOfWork
-from notifications.resume import resume_for_request
+from deployments.prefect_runs import PrefectRuns
 from notifications.slack import deliver_due, make_client
 
 log = logging.getLogger(__name__)
@@ -305,11 +306,19 @@ def _audit_unknown_user(
 ResumeFn = Callable[[Settings, int], object]
 
 
+def resume_through_prefect(settings: Settings, request_id: int) -> ResumeOutcome:
+    """The decided request's run resumed through the engine (retried briefly: a click can race
+    the run's first wait); what fails stays pending for the reconciler."""
+    return reconcile.resume_request(
+        settings, request_id, PrefectRuns(check_health=False), attempts=5, delay=0.5
+    )
+
+
 def after_decision(
     settings: Settings,
     decision: approvals.DecisionResult,
     *,
-    resume: ResumeFn = resume_for_request,
+    resume: ResumeFn = resume_through_prefect,
     slack_client: WebClient | None = None,
 ) -> object | None:
     """What follows a new decision on any channel (Slack, Socket Mode, CLI, UI).
@@ -357,7 +366,7 @@ class FollowUp:
     """
 
     settings: Settings
-    resume: ResumeFn = resume_for_request
+    resume: ResumeFn = resume_through_prefect
     slack_client: WebClient | None = None  # default: made from the settings (None: no token)
 
     def __call__(self, result: InteractionResult) -> None:

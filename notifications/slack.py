@@ -36,7 +36,7 @@ from http.client import HTTPException
 from typing import Any, Final
 from urllib.error import URLError
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import (
@@ -49,6 +49,7 @@ from slack_sdk.http_retry.state import RetryState
 
 from aims_core.approval_codes import personal_code
 from aims_core.messages import render_placeholder
+from aims_core.ports import Delivery, DeliveryReport
 from aims_core.services import outbox
 from aims_core.services.outbox import TARGET_DEFAULT, TARGET_DM, TARGET_LOG, NotificationOut
 from aims_core.settings import Settings
@@ -65,7 +66,6 @@ DEFAULT_RATE_LIMIT_RETRIES: Final = 2
 DEFAULT_CONNECTION_RETRIES: Final = 2
 RATE_LIMIT_MAX_SLEEP: Final = 5.0  # longer Retry-After: the row waits in the outbox instead
 MAX_CONSECUTIVE_ERRORS: Final = 3
-MAX_REPORTED_ERRORS: Final = 20
 
 #: Slack error codes that say "try again later" (HTTP 200 with ok=false).
 TRANSIENT_ERRORS: Final = frozenset(
@@ -95,28 +95,6 @@ AUTH_ERRORS: Final = frozenset(
 _SLACK_CODE: Final = re.compile(r"^[a-z0-9_]{1,80}$")
 CODE_WITHHELD: Final = "(withheld from the log: decide in Slack or with `aims approve`)"
 CODE_UNAVAILABLE: Final = "(unavailable: no evidence key configured)"
-
-
-class DeliveryReport(BaseModel):
-    """What one delivery pass did. `possible_duplicates`: posts whose answer never came (they
-    may have reached Slack and will be posted again: at-least-once delivery)."""
-
-    sent: int = 0
-    updated: int = 0
-    logged: int = 0
-    retried: int = 0
-    failed: int = 0
-    possible_duplicates: int = 0
-    stopped: str | None = Field(default=None, description="Why the pass ended early, if it did.")
-    errors: list[str] = Field(default_factory=list)
-
-    @property
-    def processed(self) -> int:
-        return self.sent + self.updated + self.logged + self.retried + self.failed
-
-    def note(self, line: str) -> None:
-        if len(self.errors) < MAX_REPORTED_ERRORS:
-            self.errors.append(line)
 
 
 def make_client(
@@ -151,6 +129,16 @@ def make_client(
             BoundedRateLimitRetryHandler(max_retry_count=rate_limit_retries),
         ],
     )
+
+
+#: Seconds per Slack call inside a request (incident intake): an alert sender must not wait out
+#: the default 10 s.
+INTAKE_TIMEOUT: Final = 5.0
+
+
+def intake_client(settings: Settings) -> WebClient | None:
+    """A Slack client for use inside a request: short timeout, no long rate-limit sleeps."""
+    return make_client(settings, timeout=INTAKE_TIMEOUT, rate_limit_retries=0, connection_retries=1)
 
 
 class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
@@ -439,3 +427,34 @@ def deliver_due(
     if report.processed or report.stopped:
         log.info("delivery pass: %s", report.model_dump_json(exclude={"errors"}))
     return report
+
+
+class SlackDelivery(Delivery):
+    """The `Delivery` port over Slack's Web API: what the domain's queued messages become.
+
+    `client` defaults to `make_client(settings)`; with no bot token every message is logged."""
+
+    def __init__(self, settings: Settings, client: WebClient | None = None) -> None:
+        self.settings = settings
+        self.client = client if client is not None else make_client(settings)
+
+    def deliver_due(
+        self, *, now: datetime | None = None, limit: int | None = None
+    ) -> DeliveryReport:
+        return deliver_due(self.settings, self.client, now=now, limit=limit or 100)
+
+    def deliver_subject(self, subject: str, *, limit: int) -> DeliveryReport:
+        """Only this subject's rows: a backlog of other messages must not stand between an alert
+        and its first message (a `deliver_due` pass sends the oldest rows first). Each row is
+        claimed as any pass claims it, so a concurrent pass never sends it twice; the first
+        transient error stops it (an outage: no point timing out on each row)."""
+        run = _Pass(self.settings, self.client, datetime.now(UTC))
+        for nid in outbox.queued_ids(run.uow, subject, limit):
+            n = outbox.claim(run.uow, nid, run.now)
+            if n is None:  # another pass took it, or an earlier row of its thread is pending
+                continue
+            run.handle(n)
+            report = run.report
+            if report.retried or report.possible_duplicates or report.stopped:
+                break
+        return run.report

@@ -17,8 +17,12 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
 from aims_core.settings import Settings
-from notifications.interactions import FollowUp, ResumeFn, handle_interaction
-from notifications.resume import resume_for_request
+from notifications.interactions import (
+    FollowUp,
+    ResumeFn,
+    handle_interaction,
+    resume_through_prefect,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,7 @@ class SocketModeBridge:
         settings: Settings,
         *,
         api_base_url: str | None = None,
-        resume: ResumeFn = resume_for_request,
+        resume: ResumeFn = resume_through_prefect,
         slack_client: WebClient | None = None,
     ) -> None:
         if settings.slack_app_token is None:

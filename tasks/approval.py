@@ -17,9 +17,11 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from aims_core.services import approvals
+from aims_core.services.approval_notices import queue_request_messages
+from aims_core.services.reconcile import wait_key
 from aims_core.settings import Settings, get_settings
 from aims_core.uow import Actor, UnitOfWork
-from notifications.resume import wait_key
+from tasks.delivery import deliver_now
 
 FLOW_ACTOR = "flow"
 
@@ -53,16 +55,8 @@ def open_request(spec: approvals.ApprovalRequestIn) -> int:
     if request.flow_run_id != spec.flow_run_id:
         # The same request asked again by a new run (the first one ended): this run now waits.
         approvals.attach_flow_run(UnitOfWork(settings), request.id, str(flow_run.id), actor)
-    _queue_messages(settings, request.id)
+    queue_request_messages(UnitOfWork(settings), request.id, settings.evidence_key_bytes())
     return request.id
-
-
-def _queue_messages(settings, request_id: int) -> None:  # type: ignore[no-untyped-def]
-    from aims_core.services import outbox
-
-    with UnitOfWork(settings) as uow:
-        outbox.queue_approval_messages(uow.session, request_id, settings.evidence_key_bytes())
-        uow.commit()
 
 
 @task(name="claim approval request", persist_result=True)
@@ -78,12 +72,10 @@ def claim_request(request_id: int | None) -> None:
         )
 
 
-@task(name="deliver notifications", persist_result=True)
-def deliver_notifications(request_id: int) -> dict[str, object]:
-    """One delivery pass; whatever Slack does not take now stays queued for the delivery flow."""
-    from notifications.slack import deliver_due
-
-    return deliver_due(get_settings()).model_dump()
+def deliver_request(request_id: int) -> dict[str, object]:
+    """One delivery pass once the request's messages are queued, once per request in a run
+    (`request_approval` and a flow that opened the request first share the key)."""
+    return deliver_now(f"approval-request-{request_id}")
 
 
 def _form(
@@ -134,7 +126,7 @@ def request_approval(spec: approvals.ApprovalRequestIn) -> ApprovalOutcome:
     logger = get_run_logger()
     settings = get_settings()
     request_id = open_request(spec)
-    deliver_notifications(request_id)
+    deliver_request(request_id)
     refusal: str | None = None
     while True:
         request = approvals.get_request(UnitOfWork(settings), request_id)

@@ -37,7 +37,11 @@ TEST_ACTOR = Actor(who="tester@example.org", channel="test")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # The session's Prefect API (started lazily by flow tests) is fixed before Prefect is imported,
 # so every client in this process and in the runner's flow runs talks to it, never to a default.
-if "AIMS_TEST_PREFECT_PORT" not in os.environ:
+# Under pytest-xdist each worker is a session of its own, with its own API (the variables the
+# controller set are inherited: a worker that sees another process's choice makes its own).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+if os.environ.get("AIMS_TEST_PREFECT_WORKER") != _WORKER:
+    os.environ["AIMS_TEST_PREFECT_WORKER"] = _WORKER
     os.environ["AIMS_TEST_PREFECT_PORT"] = str(free_port())
     os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="aims-prefect-")
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{os.environ['AIMS_TEST_PREFECT_PORT']}/api"
@@ -46,7 +50,10 @@ for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_var, None)
 # Tests never read a developer's .env or settings from the shell.
 for _var in [
-    v for v in os.environ if v.startswith("AIMS_") and v not in (PG_ENV, "AIMS_TEST_PREFECT_PORT")
+    v
+    for v in os.environ
+    if v.startswith("AIMS_")
+    and v not in (PG_ENV, "AIMS_TEST_PREFECT_PORT", "AIMS_TEST_PREFECT_WORKER")
 ]:
     os.environ.pop(_var)
 

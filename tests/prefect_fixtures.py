@@ -19,6 +19,7 @@ from fakes.slack_api import FakeSlack
 from prefect_harness import PrefectServer, ServedRunner
 from pydantic import SecretStr
 
+from aims_core import processes
 from aims_core.database import initialise
 from aims_core.services.demo import load_demo
 from aims_core.settings import Settings
@@ -28,21 +29,25 @@ if TYPE_CHECKING:
     from typer.testing import Result
 
 SIGNING_SECRET = "e2e-signing-secret"
+#: What the flow tests wait for the runner to serve (the scheduled passes they run by hand too).
 SERVED = [
-    "approval/approval",
-    "approval-reconciler/approval-reconciler",
-    "stage-gate/stage-gate",
-    "risk-assessment/risk-assessment",
-    "impact-assessment/impact-assessment",
-    "gap-assessment/gap-assessment",
-    "capa/capa",
-    "internal-audit/internal-audit",
-    "audit-planning/audit-planning",
-    "incident-response/incident-response",
-    "notification-delivery/notification-delivery",
-    "training-renewal/training-renewal",
-    "management-review/management-review",
-    "policy-approval/policy-approval",
+    p.id
+    for p in (
+        processes.APPROVAL,
+        processes.APPROVAL_RECONCILER,
+        processes.STAGE_GATE,
+        processes.RISK_ASSESSMENT,
+        processes.IMPACT_ASSESSMENT,
+        processes.GAP_ASSESSMENT,
+        processes.CAPA,
+        processes.INTERNAL_AUDIT,
+        processes.AUDIT_PLANNING,
+        processes.INCIDENT_RESPONSE,
+        processes.NOTIFICATION_DELIVERY,
+        processes.TRAINING_RENEWAL,
+        processes.MANAGEMENT_REVIEW,
+        processes.POLICY_APPROVAL,
+    )
 ]
 
 

@@ -61,7 +61,7 @@ __all__ = ["fake_slack"]  # the fixture, imported for this module's tests
 
 
 class ResumeRecorder:
-    """Stands in for `resume_for_request`: records each call, resumes nothing."""
+    """Stands in for `resume_through_prefect`: records each call, resumes nothing."""
 
     def __init__(self) -> None:
         self.calls: list[int] = []

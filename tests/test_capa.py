@@ -19,13 +19,13 @@ from sqlalchemy import select
 from aims_core.db import get_engine
 from aims_core.errors import Conflict, InvalidInput, NotFound
 from aims_core.models import AuditEvent, Capa, CapaStatus, Evidence, Notification
+from aims_core.ports import UNKNOWN_RUN, ResumeOutcome, Runs, RunStarted, RunState
 from aims_core.services import approvals
 from aims_core.services import capa as capas
 from aims_core.services.approvals import DecisionIn
 from aims_core.services.capa import CapaOut, CapaPolicyInvalid
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
-from notifications.resume import ResumeOutcome
 
 D = "@northwind.example"
 OWNER, CEO, GOV, AUDITOR, SECURITY, DS = (
@@ -98,6 +98,46 @@ def audit(settings: Settings, capa_id: int) -> list[str]:
                 .order_by(AuditEvent.id)
             )
         )
+
+
+class FakeRuns(Runs):
+    """The Runs port without an engine: runs in the given states (`default` for any other),
+    resumes recorded and answered `answer`."""
+
+    def __init__(
+        self,
+        states: dict[str, RunState | None] | None = None,
+        *,
+        default: RunState | None = UNKNOWN_RUN,
+        answer: ResumeOutcome = ResumeOutcome.resumed,
+    ) -> None:
+        self.states = states or {}
+        self.default = default
+        self.answer = answer
+        self.resumed: list[tuple[str, dict[str, Any], int, float]] = []
+
+    def start(
+        self,
+        deployment: str,
+        parameters: Any,
+        *,
+        name: str | None = None,
+        tags: list[str] | None = None,
+        wait_s: float = 0,
+    ) -> RunStarted:
+        raise AssertionError(f"nothing here starts a run ({deployment})")
+
+    def resume(
+        self, flow_run_id: str, run_input: Any, *, attempts: int = 1, delay: float = 0.5
+    ) -> ResumeOutcome:
+        self.resumed.append((flow_run_id, dict(run_input), attempts, delay))
+        return self.answer
+
+    def state(self, flow_run_id: str) -> RunState | None:
+        return self.states.get(flow_run_id, self.default)
+
+    def url(self, flow_run_id: str) -> str:
+        return f"http://ui/runs/{flow_run_id}"
 
 
 # --- the policy --------------------------------------------------------------------------------
@@ -497,22 +537,61 @@ def test_due_verifications_are_announced_once_and_their_runs_woken(
         return ResumeOutcome.resumed if len(woken) == 1 else ResumeOutcome.nothing_to_do
 
     settings = org.settings
+    runs = FakeRuns()  # not asked: `wake` stands in for it
     assert (
-        capas.wake_due_verifications(settings, t0 + timedelta(days=4), wake=wake).announced_ids
+        capas.wake_due_verifications(
+            settings, t0 + timedelta(days=4), runs=runs, wake=wake
+        ).announced_ids
         == []
     )
     assert woken == []
     due = t0 + timedelta(days=5)
-    report = capas.tick(settings, due, wake=wake)
+    report = capas.tick(settings, due, runs=runs, wake=wake)
     assert (report.announced_ids, report.woken_ids) == ([c.id], [c.id])
     told = notes(settings, "capa-verification-due")
     # The owner and the verifier-role holders (auditor, contract auditor, compliance, governance).
     assert len(told) == 5 and all(k.startswith(f"capa-{c.id}-v1-due-") for k, _ in told)
-    again = capas.tick(settings, due, wake=wake)
+    again = capas.tick(settings, due, runs=runs, wake=wake)
     assert (again.announced_ids, again.woken_ids) == ([], [])
     assert len(notes(settings, "capa-verification-due")) == 5
     assert audit(settings, c.id).count("capa.verification-due") == 1
     assert capas.wait_step(capas.get_capa(org, c.id), due).kind == "verification"  # type: ignore[union-attr]
+    assert runs.resumed == []
+
+
+def test_the_default_wake_resumes_only_a_run_sleeping_until_the_verification_date(
+    org: UnitOfWork, actor: Actor
+) -> None:
+    t0 = datetime.now(UTC)
+    sleeping, asking, running, ended, unknown, unreachable = (
+        f"00000000-0000-0000-0000-00000000000{n}" for n in range(1, 7)
+    )
+    ids: dict[str, int] = {}
+    for run in (sleeping, asking, running, ended, unknown, unreachable):
+        c = to_verification(org, actor, opened(org, actor, verify_after_days=0), now=t0)
+        capas.attach_run(org, c.id, run, actor)
+        ids[run] = c.id
+    runs = FakeRuns(
+        {
+            sleeping: RunState(
+                name="Suspended", paused=True, pause_key=f"capa-{ids[sleeping]}-a1-v1-until-due"
+            ),
+            asking: RunState(
+                name="Suspended", paused=True, pause_key=f"capa-{ids[asking]}-a1-v1-verify"
+            ),
+            running: RunState(name="Running"),
+            ended: RunState(name="Completed", final=True, completed=True),
+            unreachable: None,
+        }
+    )
+    report = capas.tick(org.settings, t0, runs=runs)
+    assert runs.resumed == [(sleeping, {}, 1, 0)]
+    assert report.woken_ids == [ids[sleeping]]
+    assert report.ended_ids == [ids[ended], ids[unknown]]
+    assert report.deferred_ids == [ids[unreachable]]
+    assert report.announced_ids == sorted(ids.values())
+    assert report.failures == []
+    assert report.summary() == "reminded 0, escalated 0, verification due 6, woken 1, deferred 1"
 
 
 # --- the CLI -----------------------------------------------------------------------------------
@@ -521,7 +600,6 @@ def test_due_verifications_are_announced_once_and_their_runs_woken(
 @pytest.fixture
 def engine_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     """The CLI's two doors to the engine, recorded instead of taken."""
-    import notifications.resume
     from aims_core.cli import engine
 
     calls: dict[str, list[Any]] = {"start": [], "wake": []}
@@ -530,12 +608,13 @@ def engine_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
         calls["start"].append((deployment, parameters, kw))
         return "11111111-1111-1111-1111-111111111111", kw["name"], "http://ui/run"
 
-    def resume(flow_run_id: Any, run_input: dict[str, Any], **kw: Any) -> ResumeOutcome:
-        calls["wake"].append(str(flow_run_id))
-        return ResumeOutcome.resumed
+    class Woken(FakeRuns):
+        def resume(self, flow_run_id: str, run_input: Any, **kw: Any) -> ResumeOutcome:
+            calls["wake"].append(str(flow_run_id))
+            return ResumeOutcome.resumed
 
     monkeypatch.setattr(engine, "start_run", start_run)
-    monkeypatch.setattr(notifications.resume, "resume_run", resume)
+    monkeypatch.setattr(engine, "runs", lambda: Woken(default=None))
     return calls
 
 

@@ -21,6 +21,7 @@ from aims_core.db import get_engine
 from aims_core.models import ApprovalRequest, AuditEvent, Capa, CapaStatus, Evidence
 from aims_core.services import capa as capas
 from aims_core.uow import UnitOfWork
+from deployments.prefect_runs import PrefectRuns
 
 SYSTEM = "fraud-detection"
 D = "@northwind.example"
@@ -266,7 +267,7 @@ def test_the_tick_wakes_a_run_sleeping_until_its_verification_is_due(engine) -> 
     ok(engine, "capa", "done", str(action.id))
     wait_for_pause(run_id, f"{key}-a1-v1-until-due-r1")  # asleep, no form, for three days
 
-    early = capas.wake_due_verifications(settings)
+    early = capas.wake_due_verifications(settings, runs=PrefectRuns())
     assert capa_id not in early.woken_ids + early.announced_ids
     # Three days pass (the run reads the real clock, so the due date is moved instead).
     with get_engine(settings.effective_database_url).begin() as conn:
@@ -275,8 +276,8 @@ def test_the_tick_wakes_a_run_sleeping_until_its_verification_is_due(engine) -> 
             .where(Capa.id == capa_id)
             .values(verification_due_at=datetime.now(UTC) - timedelta(minutes=1))
         )
-    report = capas.wake_due_verifications(settings)
+    report = capas.wake_due_verifications(settings, runs=PrefectRuns())
     assert capa_id in report.announced_ids and capa_id in report.woken_ids, report
     wait_for_pause(run_id, f"{key}-a1-v1-verify-r1")  # awake, now asking the verifier
-    again = capas.wake_due_verifications(settings)
+    again = capas.wake_due_verifications(settings, runs=PrefectRuns())
     assert capa_id not in again.woken_ids + again.announced_ids

@@ -39,6 +39,7 @@ from aims_core.services.evidence import append
 from aims_core.services.incidents import IncidentOut
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
+from notifications.slack import SlackDelivery
 
 __all__ = ["fake_slack"]  # the fixture, imported for this module's tests
 
@@ -303,7 +304,7 @@ def test_escalation_reaches_slack_in_the_same_pass(
     s = slack_settings(org, fake_slack)
     out = report(s, actor)
     (c,) = confirm(s, actor, out.id, "death")
-    rep = clocks.tick(s, now=c.deadline)
+    rep = clocks.tick(s, now=c.deadline, delivery=SlackDelivery(s))
     assert rep.delivery is not None and rep.delivery.failed == 0
     dm = fake_slack.dm_channel("U0DEMO003")
     posted = [m for m in fake_slack.messages if m.channel == dm]
@@ -410,14 +411,16 @@ def test_running_clocks_soonest_first_with_time_left(org: Settings, actor: Actor
 def test_flow_tasks_call_the_service(org: Settings, actor: Actor) -> None:
     """The flow's steps without a Prefect run (the tasks read settings from AIMS_* env)."""
     from flows.incident_clocks import read_running_clocks, tick_clocks
+    from tasks.delivery import deliver_afresh
 
     out = report(org, actor)
     (c,) = confirm(org, actor, out.id, "death")
     now = reminder_at(c.started_at, c.deadline, 0.5)
     rep = tick_clocks.fn(now)
     assert [r.clock_id for r in rep.reminded] == [c.id]
-    # No Slack token: logged; the confirmation's two messages and the two reminders.
-    assert rep.delivery is not None and rep.delivery.logged == 4
+    # The flow's delivery step. No Slack token: logged; the confirmation's two messages and the
+    # two reminders.
+    assert deliver_afresh.fn("incident-clocks")["logged"] == 4
     running = read_running_clocks.fn(now)
     assert [x.id for x in running] == [c.id]
     md = clocks.clocks_markdown(running, rep)

@@ -333,6 +333,7 @@ def test_a_rejection_over_socket_mode_resumes_the_run_rejected(engine) -> None:
 
 def test_decision_while_prefect_is_down_is_kept_and_the_reconciler_resumes_later(engine) -> None:
     from aims_core.services.reconcile import reconcile
+    from deployments.prefect_runs import PrefectRuns
 
     run, req = suspended_request(engine, fraud_gate(1))
     engine.server.stop()
@@ -342,12 +343,14 @@ def test_decision_while_prefect_is_down_is_kept_and_the_reconciler_resumes_later
         assert request_row(engine, req.idempotency_key).resume_pending is True
     finally:
         engine.server.start()
-    report = reconcile(engine.settings)
+    report = reconcile(engine.settings, runs=PrefectRuns())
     assert report.resumed_ids == [req.id], report.summary()
     done = wait_for_state(run.id, {"Completed"})
     assert done.state.result().approved is True
     assert request_row(engine, req.idempotency_key).resume_pending is False
-    assert reconcile(engine.settings).resumed_ids == []  # nothing left to resume
+    assert (
+        reconcile(engine.settings, runs=PrefectRuns()).resumed_ids == []
+    )  # nothing left to resume
 
 
 def test_aims_approve_alone_resumes_the_run_and_the_form_says_what_is_decided(engine) -> None:

@@ -17,9 +17,9 @@ from records import count
 
 from aims_core.errors import Conflict, InvalidInput
 from aims_core.evidence_schemas import EvidenceIn
-from aims_core.gap_policy import GapPlanInvalid, GapPrefillInvalid, assessable, plan_policy
-from aims_core.gap_policy import prefill_rules as load_prefill
 from aims_core.models import AuditEvent, GapAnswer, GapAssessment, Notification
+from aims_core.rules.gap import GapPlanInvalid, GapPrefillInvalid, assessable, plan_policy
+from aims_core.rules.gap import prefill_rules as load_prefill
 from aims_core.schemas import PersonIn
 from aims_core.services import approvals, evidence, gap, people, plan, policies, soa, vendors
 from aims_core.services.approvals import DecisionIn

@@ -19,8 +19,8 @@ from sqlalchemy import func, select
 
 from aims_core.db import get_engine
 from aims_core.evidence_schemas import EvidenceIn
-from aims_core.gap_policy import assessable
 from aims_core.models import ApprovalRequest, AuditEvent
+from aims_core.rules.gap import assessable
 from aims_core.services import evidence, gap, plan
 from aims_core.uow import Actor, UnitOfWork
 from flows.gap_assessment import field_name

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from aims_core.cli import app
-from aims_core.gate_policy import (
+from aims_core.models import LifecycleStage, RiskTier
+from aims_core.rules.gate import (
     GATES,
     PACKAGED,
     GatePolicyError,
@@ -20,7 +21,6 @@ from aims_core.gate_policy import (
     parse_policy,
     policy_for,
 )
-from aims_core.models import LifecycleStage, RiskTier
 from aims_core.settings import Settings
 
 S = LifecycleStage

@@ -16,7 +16,6 @@ from sqlalchemy import select, update
 
 from aims_core.db import session_factory
 from aims_core.errors import Conflict, InvalidInput, NotFound
-from aims_core.gate_policy import GATES
 from aims_core.models import (
     AISystem,
     AuditEvent,
@@ -26,6 +25,7 @@ from aims_core.models import (
     LifecycleStage,
     Notification,
 )
+from aims_core.rules.gate import GATES
 from aims_core.services import approvals, evidence, gates
 from aims_core.services.approvals import ApprovalRequestIn, DecisionIn
 from aims_core.settings import Settings

@@ -19,14 +19,14 @@ from sqlalchemy import select
 from aims_core import reports
 from aims_core.db import get_engine
 from aims_core.errors import Conflict, InvalidInput, NotFound
-from aims_core.impact_questionnaire import (
+from aims_core.models import AuditEvent, Evidence, ImpactAssessment, ImpactStatus
+from aims_core.rules.impact_questionnaire import (
     PACKAGED_FILE,
     QuestionKind,
     QuestionnaireError,
     parse,
     questionnaire,
 )
-from aims_core.models import AuditEvent, Evidence, ImpactAssessment, ImpactStatus
 from aims_core.services import approvals, evidence, impact
 from aims_core.services.approvals import DecisionIn
 from aims_core.settings import Settings

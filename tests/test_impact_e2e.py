@@ -19,8 +19,8 @@ from prefect_fixtures import engine_cli, resume_with, wait_for_pause, wait_for_s
 from sqlalchemy import func, select
 
 from aims_core.db import get_engine
-from aims_core.impact_questionnaire import QuestionKind, questionnaire
 from aims_core.models import ApprovalRequest, AuditEvent, Evidence
+from aims_core.rules.impact_questionnaire import QuestionKind, questionnaire
 from aims_core.services import evidence, impact
 from aims_core.uow import UnitOfWork
 

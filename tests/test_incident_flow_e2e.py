@@ -35,7 +35,7 @@ from sqlalchemy import select
 
 from aims_core.db import get_engine
 from aims_core.models import ApprovalRequest, Capa, HookRun, Notification
-from aims_core.playbooks import response_run
+from aims_core.rules.playbooks import response_run
 from aims_core.services import evidence, incidents
 from aims_core.uow import Actor, UnitOfWork
 

@@ -20,12 +20,6 @@ from fakes.slack_api import FakeSlack, fake_slack, slack_settings
 from sqlalchemy import func, select
 
 from aims_core.errors import InvalidInput, NotFound
-from aims_core.incident_policy import (
-    IncidentPolicyInvalid,
-    incident_policy,
-    parse_classification,
-    parse_clock_rules,
-)
 from aims_core.models import (
     AuditEvent,
     Incident,
@@ -33,6 +27,12 @@ from aims_core.models import (
     IncidentStatus,
     Notification,
     RegulatoryClock,
+)
+from aims_core.rules.incident import (
+    IncidentPolicyInvalid,
+    incident_policy,
+    parse_classification,
+    parse_clock_rules,
 )
 from aims_core.services import incidents
 from aims_core.services.demo import load_demo

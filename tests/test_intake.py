@@ -39,12 +39,14 @@ from aims_core.models import (
     Notification,
     NotificationStatus,
 )
+from aims_core.ports import RunStarted
 from aims_core.services import intake as intake_service
 from aims_core.services.demo import load_demo
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
+from deployments.prefect_runs import PrefectRuns
 from notifications.app import create_app
-from notifications.slack import deliver_due
+from notifications.slack import SlackDelivery, deliver_due
 
 __all__ = ["fake_slack"]  # the fixture, imported for this module's tests
 
@@ -123,7 +125,8 @@ def webhook(*alerts: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class StartRecorder:
-    """Stands in for `start_run`: records each call; fails with `error` when set."""
+    """Stands in for the Prefect adapter's `start`: records each call; fails with `error` when
+    set."""
 
     error: Exception | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
@@ -135,14 +138,22 @@ class StartRecorder:
         *,
         name: str | None = None,
         tags: list[str] | None = None,
-    ) -> tuple[str, str, str]:
+        wait_s: float = 0,
+    ) -> RunStarted:
         self.calls.append(
             {"deployment": deployment, "parameters": parameters, "name": name, "tags": tags}
         )
         if self.error is not None:
             raise self.error
         run_id = str(uuid.uuid4())
-        return run_id, name or "run", f"http://127.0.0.1:4200/runs/flow-run/{run_id}"
+        return RunStarted(
+            id=run_id, name=name or "run", url=f"http://127.0.0.1:4200/runs/flow-run/{run_id}"
+        )
+
+    def patch(self, monkeypatch: pytest.MonkeyPatch) -> StartRecorder:
+        """Every PrefectRuns built from now on starts runs here instead."""
+        monkeypatch.setattr(PrefectRuns, "start", lambda _self, *a, **kw: self(*a, **kw))
+        return self
 
 
 class ResponseProbe:
@@ -164,9 +175,7 @@ class ResponseProbe:
 
 @pytest.fixture
 def start(monkeypatch: pytest.MonkeyPatch) -> StartRecorder:
-    recorder = StartRecorder()
-    monkeypatch.setattr(intake_service, "start_run", recorder)
-    return recorder
+    return StartRecorder().patch(monkeypatch)
 
 
 @pytest.fixture
@@ -739,7 +748,11 @@ def test_an_item_refused_at_write_time_is_reported_and_the_others_stay_recorded(
         webhook(alert("dddd000000000001"), alert("dddd000000000002"))
     )
     result = intake_service.take_in(
-        intake_settings, alert_items(payload, intake_settings), actor, start=start
+        intake_settings,
+        alert_items(payload, intake_settings),
+        actor,
+        runs=PrefectRuns(),
+        delivery=SlackDelivery(intake_settings),
     )
 
     first, second = result.items

@@ -31,9 +31,9 @@ from aims_core.db import get_engine
 from aims_core.models import Risk, RiskStatus
 from aims_core.services import risks
 from aims_core.services.approvals import ApprovalRequestIn
+from aims_core.services.reconcile import wait_key
 from aims_core.services.risks import RiskIn, TreatmentIn
 from aims_core.uow import Actor, UnitOfWork
-from notifications.resume import wait_key
 from tasks.run_tags import approval_tags, system_tags
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ from aims_core.cli import drill_cmd
 from aims_core.cli._base import AimsGroup
 from aims_core.db import session_factory
 from aims_core.models import HookRun
-from aims_core.playbooks import (
+from aims_core.rules.playbooks import (
     PLACEHOLDERS,
     PlaybookError,
     ShellHook,
@@ -501,7 +501,7 @@ def http_target() -> Iterator[str]:
 def test_an_http_hook_calls_the_playbook_url_once(
     settings: Settings, incident_id: int, http_target: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aims_core.playbooks import HttpHook
+    from aims_core.rules.playbooks import HttpHook
 
     monkeypatch.setenv("ML_AUTH", "Bearer abc")
     hook = HttpHook(

@@ -17,7 +17,6 @@ from sqlalchemy import select
 
 from aims_core.db import get_engine
 from aims_core.errors import Conflict, InvalidInput
-from aims_core.incident_policy import incident_policy
 from aims_core.models import (
     AuditEvent,
     Evidence,
@@ -27,6 +26,7 @@ from aims_core.models import (
     PolicyVersion,
     PolicyVersionStatus,
 )
+from aims_core.rules.incident import incident_policy
 from aims_core.services import approvals, policies
 from aims_core.services.approvals import DecisionIn
 from aims_core.services.demo import load_demo

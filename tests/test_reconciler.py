@@ -22,14 +22,22 @@ from fakes.slack_api import FakeSlack, fake_slack, slack_settings
 from sqlalchemy import func, select
 
 from aims_core.models import AuditEvent, Notification, NotificationStatus, Outcome, Person
+from aims_core.ports import ResumeOutcome
 from aims_core.services import approvals
 from aims_core.services.approvals import ApprovalRequestIn, ApprovalRequestOut, DecisionIn
 from aims_core.services.demo import load_demo
 from aims_core.services.outbox import KIND_ESCALATION, KIND_REMINDER
-from aims_core.services.reconcile import RECONCILER, ReconcileReport, reconcile
+from aims_core.services.reconcile import RECONCILER, ReconcileReport
+from aims_core.services.reconcile import reconcile as reconcile_pass
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
-from notifications.resume import ResumeOutcome
+from notifications.slack import SlackDelivery
+
+
+def reconcile(settings: Settings, **kw: Any) -> ReconcileReport:
+    """A whole pass as `aims approvals reconcile` runs it: delivering through Slack at the end."""
+    return reconcile_pass(settings, delivery=SlackDelivery(settings), **kw)
+
 
 __all__ = ["fake_slack"]  # the fixture, imported for this module's tests
 
@@ -88,7 +96,7 @@ def decide(settings: Settings, request_id: int, person: str, outcome: Outcome) -
 
 
 class FakeResume:
-    """Stands in for `resume_for_request`: records the ids, answers `answer`, and (like the real
+    """Stands in for `resume_through_prefect`: records the ids, answers `answer`, and (like the real
     one) marks the request resumed when the run was resumed or had ended."""
 
     def __init__(self, answer: ResumeOutcome | Exception = ResumeOutcome.resumed) -> None:
@@ -379,18 +387,18 @@ def test_overlapping_passes_act_once(org: Settings, actor: Actor) -> None:
 def test_flow_tasks_call_the_service(org: Settings, actor: Actor) -> None:
     """The flow's steps, without a Prefect run (the tasks read settings from AIMS_* env)."""
     from flows.approval_reconciler import (
-        deliver_notifications,
         escalate_overdue,
         remind_approvers,
         resume_decided_runs,
     )
+    from tasks.delivery import deliver_afresh
 
     req = make_request(org, actor, "flow-steps", deadline=datetime.now().astimezone())
     now = req.created_at + 25 * H
     assert resume_decided_runs.fn(now).resumed == 0
     report = remind_approvers.fn(now).merged(escalate_overdue.fn(now))
     assert (report.reminded_ids, report.escalated_ids) == ([req.id], [req.id])
-    assert deliver_notifications.fn(now).logged == 3
+    assert deliver_afresh.fn("approval-reconciler")["logged"] == 3
 
 
 def test_the_service_does_not_import_prefect() -> None:

@@ -40,10 +40,9 @@ from sqlalchemy import text
 from test_intake import TOKEN, StartRecorder, alert, webhook
 
 from aims_core.db import get_engine
-from aims_core.gate_policy import GatePolicy, GatePolicyError, parse_policy
 from aims_core.models import Base, Criticality, RiskTier
-from aims_core.playbooks import Playbook, PlaybookError, parse_playbook
-from aims_core.services import intake as intake_service
+from aims_core.rules.gate import GatePolicy, GatePolicyError, parse_policy
+from aims_core.rules.playbooks import Playbook, PlaybookError, parse_playbook
 from aims_core.settings import Settings
 from aims_core.uow import UnitOfWork
 from notifications.app import create_app
@@ -429,7 +428,7 @@ def test_fuzzed_cli_arguments_are_refused_cleanly_and_write_nothing(
     monkeypatch: pytest.MonkeyPatch,
     reliability: Any,
 ) -> None:
-    monkeypatch.setattr(intake_service, "start_run", StartRecorder())
+    StartRecorder().patch(monkeypatch)
     runner = typer.testing.CliRunner()
     tally = Tally()
     serial = itertools.count()
@@ -636,7 +635,7 @@ def intake_client(
 ) -> Iterator[TestClient]:
     """The bridge app with an intake token, no Slack (first messages go to the log) and the
     playbook run start recorded instead of asking Prefect."""
-    monkeypatch.setattr(intake_service, "start_run", StartRecorder())
+    StartRecorder().patch(monkeypatch)
     configured = settings.model_copy(update={"intake_token": SecretStr(TOKEN)})
     app = create_app(configured, resume=lambda *a, **k: None)
     with TestClient(app) as client:

@@ -33,7 +33,7 @@ from aims_core.models import (
     SystemEventKind,
     TreatmentOption,
 )
-from aims_core.risk_policy import RiskPolicyInvalid, parse_risk_policy, risk_policy
+from aims_core.rules.risk import RiskPolicyInvalid, parse_risk_policy, risk_policy
 from aims_core.services import approvals, risks, system_events
 from aims_core.services.approvals import DecisionIn
 from aims_core.services.risks import RiskIn, TreatmentIn

@@ -561,3 +561,80 @@ def test_demo_training_is_current_for_everyone_and_loads_once(
     assert [(n.person, n.threshold) for n in report.reminders] == [
         ("ds.lead@northwind.example", 30)
     ]
+
+
+# The check is always on: each channel, in a fresh interpreter that imported nothing but what the
+# channel itself imports, refuses the decision of a person whose required training expired.
+_SLACK_CLICK = """
+import sys
+from fastapi.testclient import TestClient
+from fakes.slack_signing import block_actions_payload, signed_interaction
+from aims_core.settings import get_settings
+from notifications.app import create_app
+request_id, user = int(sys.argv[1]), sys.argv[2]
+body, headers = signed_interaction("fresh-secret", block_actions_payload(user, request_id))
+with TestClient(create_app(get_settings(), resume=lambda *a: None)) as client:
+    answer = client.post("/slack/interactions", content=body, headers=headers)
+print(answer.status_code, answer.text)
+"""
+_UI_FORM = """
+import sys
+from aims_core.approval_codes import personal_code
+from aims_core.services import approvals
+from aims_core.settings import get_settings
+from aims_core.uow import Actor, UnitOfWork
+from aims_core.models import Person
+request_id, email = int(sys.argv[1]), sys.argv[2]
+settings = get_settings()
+uow = UnitOfWork(settings)
+with uow.read():
+    person_id = uow.session.query(Person.id).filter(Person.email == email).scalar()
+code = personal_code(settings.evidence_key_bytes(), request_id, person_id)
+try:
+    approvals.decide(
+        uow,
+        approvals.DecisionIn(request_id=request_id, person=email, outcome="approve", code=code),
+        Actor(who=f"ui-claim:{email}", channel="ui"),
+    )
+except approvals.Refused as exc:
+    print("refused", exc.reason, exc.message)
+"""
+
+
+def test_expired_training_refuses_slack_cli_and_ui_each_in_a_fresh_process(
+    org: UnitOfWork, settings: Settings, actor: Actor, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    _expired_yesterday(org, actor)
+    req = ask(org, actor)
+    tests = Path(__file__).resolve().parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)]),
+        "AIMS_SLACK_SIGNING_SECRET": "fresh-secret",
+        "AIMS_SLACK_TEAM_ID": "T0FAKE",  # the team of the signed click (fake Slack's)
+    }
+
+    def fresh(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+
+    slack = fresh(sys.executable, "-c", _SLACK_CLICK, str(req), "U0MEI01")
+    cli = fresh(str(Path(sys.executable).with_name("aims")), "approve", str(req), "--as", MEI)
+    ui = fresh(sys.executable, "-c", _UI_FORM, str(req), MEI)
+
+    assert slack.returncode == 0, slack.stderr
+    assert slack.stdout.startswith("200 ") and "training is not current" in slack.stdout, (
+        slack.stdout
+    )
+    assert cli.returncode == 2 and "expired on" in cli.stderr, cli.stdout + cli.stderr
+    assert ui.returncode == 0, ui.stderr
+    assert ui.stdout.startswith("refused training") and "expired on" in ui.stdout, ui.stdout
+    assert count(settings, Decision) == 0
+    refusals = _audits(settings, "approval.refused")
+    assert sorted(e.channel for e in refusals) == ["cli", "slack", "ui"]
+    assert all(e.details["reason"] == "training" for e in refusals)

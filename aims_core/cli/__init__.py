@@ -1,85 +1,56 @@
-"""The `aims` command line. Commands call services; no Prefect is imported here at start-up,
-so `aims --help` stays fast (the engine commands import flows lazily)."""
+"""The `aims` command line. Commands call services; each topic's module is imported only when
+that topic runs (aims_core/cli/topics.py), so `aims --help` imports no service, and no command
+imports Prefect, pandas or the Slack SDK before it needs them."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import click
 import typer
 
-from aims_core.cli import (
-    approvals_cmd,
-    audit_cmd,
-    bridge_cmd,
-    capa_cmd,
-    catalog_cmd,
-    config_cmd,
-    context_cmd,
-    db_cmd,
-    demo_cmd,
-    drill_cmd,
-    evidence_cmd,
-    gap_cmd,
-    gate_cmd,
-    impact_cmd,
-    incident_cmd,
-    intake_cmd,
-    notifications_cmd,
-    people_cmd,
-    policy_cmd,
-    raci_cmd,
-    review_cmd,
-    risks_cmd,
-    soa_cmd,
-    status_cmd,
-    system_events_cmd,
-    systems_cmd,
-    training_cmd,
-    up_cmd,
-    vendor_cmd,
-)
 from aims_core.cli._base import AimsGroup
+from aims_core.cli.topics import TOPICS
+
+
+class AimsRoot(AimsGroup):
+    """The root group: its topics are loaded on first use; the listing needs none of them."""
+
+    listing = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in TOPICS if n not in self.commands)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        topic = TOPICS.get(cmd_name)
+        if command is not None or topic is None:
+            return command
+        if self.listing:  # `aims --help`: the name and its help, nothing imported
+            return click.Command(cmd_name, help=topic.help)
+        command = topic.load(cmd_name)
+        self.commands[cmd_name] = command
+        return command
+
+    def format_help(self, ctx: click.Context, formatter: Any) -> None:
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.listing = False
+
 
 app = typer.Typer(
-    cls=AimsGroup,
+    cls=AimsRoot,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="AIMS Flow: an ISO/IEC 42001 AI Management System run as Prefect flows.",
 )
-app.command("init")(db_cmd.init)
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(db_cmd.app, name="db")
-app.add_typer(catalog_cmd.app, name="catalog")
-app.add_typer(soa_cmd.app, name="soa")
-app.add_typer(people_cmd.app, name="people")
-systems_cmd.app.command("event")(system_events_cmd.event)
-app.add_typer(systems_cmd.app, name="systems")
-app.add_typer(risks_cmd.app, name="risks")
-app.add_typer(raci_cmd.app, name="raci")
-app.add_typer(evidence_cmd.app, name="evidence")
-app.add_typer(gate_cmd.app, name="gate")
-app.add_typer(impact_cmd.app, name="impact")
-app.add_typer(gap_cmd.app, name="gap")
-app.add_typer(gap_cmd.plan_app, name="plan")
-app.add_typer(demo_cmd.app, name="demo")
-app.add_typer(approvals_cmd.app, name="approvals")
-app.command("approve")(approvals_cmd.approve)
-app.command("reject")(approvals_cmd.reject)
-app.add_typer(notifications_cmd.app, name="notifications")
-app.command("bridge")(bridge_cmd.bridge)
-app.command("up")(up_cmd.up)
-app.add_typer(capa_cmd.app, name="capa")
-incident_cmd.app.command("report")(intake_cmd.report)
-incident_cmd.app.command("drill")(drill_cmd.drill)
-incident_cmd.app.command("playbooks")(drill_cmd.playbooks)
-incident_cmd.app.command("resume")(drill_cmd.resume)
-app.add_typer(incident_cmd.app, name="incident")
-app.add_typer(incident_cmd.incidents_app, name="incidents")
-app.add_typer(training_cmd.app, name="training")
-app.add_typer(policy_cmd.app, name="policy")
-app.add_typer(vendor_cmd.app, name="vendor")
-app.add_typer(audit_cmd.app, name="audit")
-app.add_typer(review_cmd.app, name="review")
-app.add_typer(context_cmd.app, name="context")
-app.command("status")(status_cmd.status)
+
+
+@app.callback()
+def root() -> None:
+    """AIMS Flow: an ISO/IEC 42001 AI Management System run as Prefect flows."""
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 import typer
 
+from aims_core import processes
 from aims_core.cli._base import print_json, print_table
 from aims_core.models import ApprovalStatus, Outcome
 from aims_core.services import approvals
@@ -156,7 +157,7 @@ def request(
         requester=requester,
     )
     run_id, name, url = start_run(
-        "approval/approval",
+        processes.APPROVAL.id,
         {"spec": spec.model_dump(mode="json")},
         name=f"approval {spec.subject}: {spec.title}",
         tags=["approval", *([system] if system else [])],
@@ -170,9 +171,12 @@ def reconcile(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
 
     The engine runs the same pass every 5 minutes (deployment approval-reconciler).
     """
+    from aims_core.cli import engine
     from aims_core.services.reconcile import reconcile as reconcile_pass
+    from notifications.slack import SlackDelivery
 
-    report = reconcile_pass(get_settings())
+    settings = get_settings()
+    report = reconcile_pass(settings, runs=engine.runs(), delivery=SlackDelivery(settings))
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:

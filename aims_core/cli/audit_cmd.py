@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from aims_core import processes
 from aims_core.cli._base import print_json, print_table
 from aims_core.cli.engine import run_ended, wake
 from aims_core.errors import Conflict, InvalidInput
@@ -24,7 +25,7 @@ app = typer.Typer(
     no_args_is_help=True, help="The internal audit programme, audits, findings and reports (9.2)."
 )
 
-DEPLOYMENT = "internal-audit/internal-audit"
+DEPLOYMENT = processes.INTERNAL_AUDIT.id
 
 
 def _audit_rows(rows: list[AuditOut]) -> list[tuple[object, ...]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typer
 
+from aims_core import processes
 from aims_core.cli._base import print_json, print_table
 from aims_core.cli.engine import run_ended, wake
 from aims_core.errors import Conflict, InvalidInput
@@ -24,7 +25,7 @@ app = typer.Typer(
     help="Corrective actions (10.2): containment, root cause, actions, verification, closure.",
 )
 
-DEPLOYMENT = "capa/capa"
+DEPLOYMENT = processes.CAPA.id
 
 
 # --- waking the run --------------------------------------------------------------------------
@@ -383,10 +384,11 @@ def tick(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> N
     Action reminders and overdue escalations, verifications fallen due (their runs woken), then
     one delivery of the queued messages. The engine schedules the same pass.
     """
+    from aims_core.cli import engine
     from notifications.slack import deliver_due
 
     settings = get_settings()
-    report = capas.tick(settings)
+    report = capas.tick(settings, runs=engine.runs())
     delivery = deliver_due(settings)
     if as_json:
         print_json({**report.model_dump(mode="json"), "delivery": delivery.model_dump()})

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import typer
 
+from aims_core import processes
 from aims_core.models import GateStatus, LifecycleStage
 from aims_core.services import approvals, demo, evidence, gates, reviews
 from aims_core.settings import Settings
@@ -99,7 +100,7 @@ class DemoDay:
         from aims_core.cli.engine import start_run
 
         run_id, name, url = start_run(
-            "stage-gate/stage-gate",
+            processes.STAGE_GATE.id,
             {"system": DEMO_SYSTEM, "to_stage": to.value, "requester": REQUESTER},
             name=gates.gate_run_name(uow, DEMO_SYSTEM, to),
             tags=["gate", DEMO_SYSTEM, f"tier:{checklist.tier.value}", "demo"],
@@ -166,7 +167,7 @@ class DemoDay:
             self._track("management review pack", existing.flow_run_id, {*WAITING, "Completed"})
         else:
             run_id, name, url = start_run(
-                "management-review/management-review",
+                processes.MANAGEMENT_REVIEW.id,
                 {"period": period},
                 name=f"management review {period}",
                 tags=["management-review", period, "demo"],

@@ -22,7 +22,7 @@ from aims_core.cli import engine
 from aims_core.cli._base import print_json, print_table
 from aims_core.errors import AimsError, InvalidInput, NotFound
 from aims_core.models import RiskTier
-from aims_core.playbooks import (
+from aims_core.rules.playbooks import (
     DEPLOYMENT,
     check_playbooks,
     load_playbook,
@@ -41,7 +41,7 @@ TIER_ORDER = (RiskTier.high, RiskTier.limited, RiskTier.gpai, RiskTier.minimal)
 
 def _category_of(playbook_id: str) -> str:
     """The category (or `category/sub`) whose incidents run this playbook."""
-    from aims_core.incident_policy import incident_policy
+    from aims_core.rules.incident import incident_policy
 
     classification = incident_policy(get_settings()).classification
     for category in classification.categories:
@@ -165,7 +165,7 @@ def playbooks(
             text = file.read_text("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"cannot read {file}: {exc}", "file") from None
-        from aims_core.incident_policy import incident_policy
+        from aims_core.rules.incident import incident_policy
 
         severities = incident_policy(settings).classification.severity_ids
         book = parse_playbook(text, file.stem, str(file), severities=severities)

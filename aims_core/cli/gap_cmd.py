@@ -14,19 +14,21 @@ from typing import Any
 
 import typer
 
+from aims_core import processes
 from aims_core.cli._base import print_json, print_table, read_answers
 from aims_core.cli.engine import wake
 from aims_core.errors import InvalidInput
-from aims_core.gap_policy import Conformity, area_of, assessable, describe
 from aims_core.models import GapStatus
-from aims_core.services import gap, gap_report, plan
+from aims_core.rules.gap import Conformity, area_of, assessable, describe
+from aims_core.services import gap, plan
 from aims_core.services.gap import GapAssessmentOut
+from aims_core.services.gap import report as gap_report
 from aims_core.uow import Actor, UnitOfWork
 
 app = typer.Typer(no_args_is_help=True, help="Gap assessment against ISO/IEC 42001, maturity.")
 plan_app = typer.Typer(no_args_is_help=True, help="The implementation plan made from the gaps.")
 
-DEPLOYMENT = "gap-assessment/gap-assessment"
+DEPLOYMENT = processes.GAP_ASSESSMENT.id
 STATUSES = ", ".join(c.value for c in Conformity)
 
 

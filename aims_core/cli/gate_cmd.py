@@ -11,8 +11,9 @@ from pathlib import Path
 
 import typer
 
+from aims_core import processes
 from aims_core.cli._base import print_json, print_table
-from aims_core.gate_policy import GATES, GatePolicy, load_policy, policy_for
+from aims_core.rules.gate import GATES, GatePolicy, load_policy, policy_for
 from aims_core.services import gates
 from aims_core.services.gates import Checklist
 from aims_core.services.people import get_person
@@ -132,7 +133,7 @@ def request(
         with uow.read():
             requester = get_person(uow.session, requester, field="requester").email
     run_id, name, url = start_run(
-        "stage-gate/stage-gate",
+        processes.STAGE_GATE.id,
         {"system": checklist.system, "to_stage": checklist.to_stage.value, "requester": requester},
         name=gates.gate_run_name(uow, checklist.system, checklist.to_stage),
         # the tags the run adds itself (tasks/run_tags.py), so it needs no API call for them

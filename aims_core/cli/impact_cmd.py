@@ -12,11 +12,12 @@ from typing import Any
 
 import typer
 
+from aims_core import processes
 from aims_core.cli._base import print_json, print_table, read_answers
 from aims_core.cli.engine import run_ended, wake
 from aims_core.errors import InvalidInput, NotFound
-from aims_core.impact_questionnaire import questionnaire
 from aims_core.models import ImpactStatus
+from aims_core.rules.impact_questionnaire import questionnaire
 from aims_core.services import impact
 from aims_core.services.impact import ImpactAssessmentOut
 from aims_core.uow import Actor, UnitOfWork
@@ -25,7 +26,7 @@ app = typer.Typer(
     no_args_is_help=True, help="AI system impact assessments: questions, answers, records."
 )
 
-DEPLOYMENT = "impact-assessment/impact-assessment"
+DEPLOYMENT = processes.IMPACT_ASSESSMENT.id
 SHOWN_MAX = 80  # characters of a text answer in the `show` table
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import typer
 
+from aims_core.cli import drill_cmd, intake_cmd
 from aims_core.cli._base import print_json, print_table
 from aims_core.errors import InvalidInput
 from aims_core.messages import fmt_utc
@@ -286,10 +287,20 @@ def clock_met(
 @incidents_app.command("tick")
 def tick(as_json: bool = typer.Option(False, "--json", help="Print the pass as JSON.")) -> None:
     """One pass of the clocks now (the `incident-clocks` deployment does it every 10 minutes)."""
-    report = clocks.tick(get_settings())
+    from notifications.slack import SlackDelivery
+
+    settings = get_settings()
+    report = clocks.tick(settings, delivery=SlackDelivery(settings))
     if as_json:
         print_json(report)
         return
     typer.echo(f"incident clocks: {report.summary()}")
     for f in report.failures:
         typer.echo(f"warning: {f.step} clock {f.clock_id}: {f.error}", err=True)
+
+
+# One incident's commands that live beside their own concerns (intake, drills).
+app.command("report")(intake_cmd.report)
+app.command("drill")(drill_cmd.drill)
+app.command("playbooks")(drill_cmd.playbooks)
+app.command("resume")(drill_cmd.resume)

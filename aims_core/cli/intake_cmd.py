@@ -61,7 +61,16 @@ def report(
         title=title if title is not None else _title(summary),
         aware_at=aware_at,
     )
-    result = intake.take_in(settings, [intake.IntakeItem(incident=data)], Actor.cli())
+    from aims_core.cli import engine
+    from notifications.slack import SlackDelivery, intake_client
+
+    result = intake.take_in(
+        settings,
+        [intake.IntakeItem(incident=data)],
+        Actor.cli(),
+        runs=engine.runs(),
+        delivery=SlackDelivery(settings, intake_client(settings)),
+    )
     (item,) = result.items
     verb = "recorded" if item.created else "attached to the open"
     typer.echo(f"{verb} incident {item.incident_id} ({item.severity} {item.category} on {system})")

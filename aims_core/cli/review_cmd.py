@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from aims_core import processes
 from aims_core.cli._base import console, print_json, print_table
 from aims_core.uow import Actor, UnitOfWork
 
@@ -25,7 +26,7 @@ app = typer.Typer(
     no_args_is_help=True, help="Management reviews: the prepared pack, minutes and decisions (9.3)."
 )
 
-DEPLOYMENT = "management-review/management-review"
+DEPLOYMENT = processes.MANAGEMENT_REVIEW.id
 
 
 def _reviews() -> ModuleType:

@@ -7,7 +7,7 @@ import typer
 from aims_core.cli._base import print_json, print_table
 from aims_core.errors import InvalidInput
 from aims_core.models import RiskTier, TreatmentOption
-from aims_core.risk_policy import risk_policy
+from aims_core.rules.risk import risk_policy
 from aims_core.services import risks, system_events
 from aims_core.services.risks import RiskIn, RiskOut, TreatmentIn, Trigger
 from aims_core.services.systems import show_system

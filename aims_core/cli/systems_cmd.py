@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from aims_core.cli import system_events_cmd
 from aims_core.cli._base import console, print_json, print_table
 from aims_core.models import Criticality, RiskTier
 from aims_core.schemas import SystemIn
@@ -120,3 +121,6 @@ def import_(
             progress=lambda n: bar.advance(task, n),
         )
     typer.echo(f"imported {len(out)} AI system(s) from {file.name}")
+
+
+app.command("event")(system_events_cmd.event)

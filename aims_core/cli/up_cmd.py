@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from aims_core import database
 from aims_core.cli._base import fail
 from aims_core.settings import Settings, get_settings
 from aims_core.uow import Actor
@@ -52,6 +51,8 @@ def build_engine(
             f"{running.ui_url or running.api_url}): stop it with Ctrl-C there, or use another "
             "AIMS_DATA_DIR"
         )
+    from aims_core import database
+
     database.initialise(settings, Actor.cli())
     data_dir = settings.data_dir.resolve()
     aims_env = {

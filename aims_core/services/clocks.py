@@ -20,7 +20,7 @@ write them too and the incident service imports this module. No Prefect here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -30,12 +30,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aims_core.errors import InvalidInput, NotFound
-from aims_core.incident_policy import (
-    IncidentFacts,
-    IncidentPolicy,
-    Start,
-    incident_policy,
-)
 from aims_core.messages import escape, fmt_utc
 from aims_core.models import (
     ClockStatus,
@@ -44,15 +38,22 @@ from aims_core.models import (
     IncidentEvent,
     IncidentStatus,
     Person,
-    PersonRole,
     RegulatoryClock,
     as_utc,
 )
+from aims_core.ports import Delivery, DeliveryReport
+from aims_core.rules.incident import (
+    IncidentFacts,
+    IncidentPolicy,
+    Start,
+    incident_policy,
+)
 from aims_core.services import outbox
+from aims_core.services.directory import role_holders
 from aims_core.services.outbox import TARGET_DM, TARGET_LOG, NotificationIn
+from aims_core.services.passes import Failure, PassReport
 from aims_core.settings import Settings
-from aims_core.uow import Actor, UnitOfWork
-from notifications.slack import DeliveryReport, deliver_due
+from aims_core.uow import Actor, UnitOfWork, locked
 
 __all__ = [
     "CLOCKS",
@@ -107,22 +108,16 @@ class ReminderSent(BaseModel):
     fraction: float
 
 
-class ClockFailure(BaseModel):
-    """One clock a step could not handle this pass; the next pass tries it again."""
-
-    step: Literal["remind", "overdue", "escalate"]
-    clock_id: int
-    error: str
+#: Kept as a name for the report's failures (one type for every pass).
+ClockFailure = Failure
 
 
-class ClockReport(BaseModel):
+class ClockReport(PassReport):
     """What one pass did; counts are derived from the ids, so they cannot disagree."""
 
-    at: datetime
     reminded: list[ReminderSent] = Field(default_factory=list)
     overdue_ids: list[int] = Field(default_factory=list)
     escalated_ids: list[int] = Field(default_factory=list)
-    failures: list[ClockFailure] = Field(default_factory=list)
     delivery: DeliveryReport | None = None
 
     @computed_field  # type: ignore[prop-decorator]
@@ -239,22 +234,6 @@ def timeline_event(
             raise
         return existing, False
     return row, True
-
-
-def people_with_roles(session: Session, roles: Iterable[str]) -> list[Person]:
-    """Active people holding any of `roles`, in a stable order."""
-    roles = list(roles)
-    if not roles:
-        return []
-    return list(
-        session.scalars(
-            select(Person)
-            .join(PersonRole, PersonRole.person_id == Person.id)
-            .where(PersonRole.role_id.in_(roles), Person.active.is_(True))
-            .distinct()
-            .order_by(Person.id)
-        )
-    )
 
 
 def card(header: str, body: str, context: str) -> list[dict[str, Any]]:
@@ -489,16 +468,6 @@ def reminder_at(started_at: datetime, deadline: datetime, fraction: float) -> da
     return start + (as_utc(deadline) - start) * fraction
 
 
-def _lock(session: Session, clock_id: int) -> RegulatoryClock | None:
-    return session.scalar(
-        select(RegulatoryClock).where(RegulatoryClock.id == clock_id).with_for_update()
-    )
-
-
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
-
-
 def _subject(incident_id: int) -> str:
     return f"incident:{incident_id}"
 
@@ -509,7 +478,7 @@ def _remind(
     """Queue the reminder for the latest passed fraction not yet fired and record every passed
     fraction, in one transaction; None when nothing is due (any more)."""
     s = uow.session
-    c = _lock(s, clock_id)
+    c = locked(s, RegulatoryClock, clock_id)
     if c is None or c.status is not ClockStatus.running or now >= as_utc(c.deadline):
         return None
     rule = policy.clocks.rule(c.rule)
@@ -525,7 +494,7 @@ def _remind(
     assert incident is not None
     fraction = max(due)
     left = int((as_utc(c.deadline) - now).total_seconds())
-    people = people_with_roles(s, policy.clocks.remind_roles(rule))
+    people = role_holders(s, policy.clocks.remind_roles(rule))
     if policy.clocks.remind_system_owner(rule):
         people.append(incident.system.owner)
     head = f"{_drill(incident)}Reminder: {fraction:.0%} of the time used"
@@ -575,7 +544,7 @@ def _remind(
 
 def _overdue(uow: UnitOfWork, clock_id: int, now: datetime) -> bool:
     s = uow.session
-    c = _lock(s, clock_id)
+    c = locked(s, RegulatoryClock, clock_id)
     if c is None or c.status is not ClockStatus.running or now < as_utc(c.deadline):
         return False
     c.status = ClockStatus.overdue
@@ -601,11 +570,11 @@ def _escalate(uow: UnitOfWork, policy: IncidentPolicy, clock_id: int, now: datet
     """Queue the escalation and record it, once; _Nobody when no one holds the role (not
     recorded: every pass tries again until someone can be told)."""
     s = uow.session
-    c = _lock(s, clock_id)
+    c = locked(s, RegulatoryClock, clock_id)
     if c is None or c.status is not ClockStatus.overdue or c.escalated_at is not None:
         return False
     roles = policy.clocks.escalate_to_roles(policy.clocks.rule(c.rule))
-    people = people_with_roles(s, roles)
+    people = role_holders(s, roles)
     if not people:
         raise _Nobody(f"nobody holds the escalation role(s) {', '.join(roles)}")
     incident = s.get(Incident, c.incident_id)
@@ -656,9 +625,12 @@ def _escalate(uow: UnitOfWork, policy: IncidentPolicy, clock_id: int, now: datet
     return True
 
 
-def tick(settings: Settings, *, now: datetime | None = None) -> ClockReport:
-    """One pass over every clock not met: remind, mark overdue, escalate, deliver. Idempotent:
-    a second pass at the same `now` finds nothing to do. Failures are counted, never raised."""
+def tick(
+    settings: Settings, *, now: datetime | None = None, delivery: Delivery | None = None
+) -> ClockReport:
+    """One pass over every clock not met: remind, mark overdue, escalate, and, given a
+    `delivery`, send what it queued. Idempotent: a second pass at the same `now` finds nothing
+    to do. Failures are counted, never raised. The flow delivers in its own step."""
     at = _now(now)
     report = ClockReport(at=at)
     policy = incident_policy(settings)
@@ -689,12 +661,13 @@ def tick(settings: Settings, *, now: datetime | None = None) -> ClockReport:
                 if _escalate(uow, policy, clock_id, at):
                     report.escalated_ids.append(clock_id)
         except _Nobody as exc:
-            report.failures.append(ClockFailure(step="escalate", clock_id=clock_id, error=str(exc)))
+            report.note_failure("escalate", clock_id, str(exc))
         except Exception as exc:  # one bad clock must not hold the others up
             log.exception("clock %d: %s failed", clock_id, step)
-            report.failures.append(ClockFailure(step=step, clock_id=clock_id, error=_error(exc)))
-    # Never earlier than the wall clock: the rows just queued are due from when they were written.
-    report.delivery = deliver_due(settings, now=max(at, datetime.now(UTC)))
+            report.note_failure(step, clock_id, exc)
+    if delivery is not None:
+        # Never earlier than the wall clock: the rows just queued are due from when written.
+        report.delivery = delivery.deliver_due(now=max(at, datetime.now(UTC)))
     log.info("incident clocks: %s", report.summary())
     return report
 
@@ -707,7 +680,7 @@ def mark_met(
     now = datetime.now(UTC)
     with uow:
         s = uow.session
-        c = _lock(s, clock_id)
+        c = locked(s, RegulatoryClock, clock_id)
         if c is None:
             raise NotFound(f"no clock {clock_id} (see `aims incidents clocks`)", field="clock")
         incident = s.get(Incident, c.incident_id)

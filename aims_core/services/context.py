@@ -9,11 +9,11 @@ evidence on `org:context`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy import select
 
 from aims_core.errors import InvalidInput, from_validation_error
@@ -22,7 +22,7 @@ from aims_core.models import ContextEntry, ContextKind, as_utc
 from aims_core.services import evidence
 from aims_core.uow import Actor, UnitOfWork
 
-__all__ = ["ContextIn", "ContextOut", "add_entry", "entry_out", "list_entries", "load_demo"]
+__all__ = ["ContextIn", "ContextOut", "add_entry", "entry_out", "list_entries"]
 
 SUBJECT: Final = "org:context"
 EVIDENCE_KIND: Final = "context"
@@ -146,35 +146,3 @@ def list_entries(
         q = q.where(ContextEntry.recorded_at >= datetime.combine(since, time.min, zone))
     with uow.read():
         return [entry_out(r) for r in uow.session.scalars(q)]
-
-
-# --- the demo organisation ---------------------------------------------------------------------
-
-
-class _DemoEntry(ContextIn):
-    days_ago: int = Field(default=30, ge=0, le=3650)
-
-
-def load_demo(uow: UnitOfWork, actor: Actor, section: Any) -> dict[str, int]:
-    """The demo organisation's `context` section (aims_core/data/demo_org.yaml); idempotent:
-    an entry of the same kind and title is not added again. Dates are relative to now."""
-    try:
-        entries = [_DemoEntry.model_validate(e) for e in section or []]
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
-    with uow.read():
-        rows = uow.session.execute(select(ContextEntry.kind, ContextEntry.title))
-        have = {(k.value, t) for k, t in rows}
-    now = datetime.now(UTC)
-    added = 0
-    for e in entries:
-        if (e.kind.value, e.title) in have:
-            continue
-        add_entry(
-            uow,
-            ContextIn.model_validate(e.model_dump(exclude={"days_ago"})),
-            actor,
-            now=now - timedelta(days=e.days_ago),
-        )
-        added += 1
-    return {"context entries": added}

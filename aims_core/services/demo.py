@@ -45,11 +45,11 @@ class DemoOrg(BaseModel):
 #: Demo file section -> the service function that loads it: `load_demo(uow, actor, section)`
 #: returns what it added (label -> count). Each is idempotent, like the core above.
 SECTIONS: dict[str, str] = {
-    "training": "aims_core.services.training",
-    "vendors": "aims_core.services.vendors",
-    "policies": "aims_core.services.policies",
-    "context": "aims_core.services.context",
-    "audit": "aims_core.services.audits",
+    "training": "aims_core.services.training.demo",
+    "vendors": "aims_core.services.demo_sections.vendors",
+    "policies": "aims_core.services.policies.demo",
+    "context": "aims_core.services.demo_sections.context",
+    "audit": "aims_core.services.audits.demo",
 }
 
 

@@ -1,7 +1,7 @@
 """Stage gates (ISO/IEC 42001 8.1, A.6.2): the checklist a gate demands, the review that records
 it, and the stage move an approval makes.
 
-The gate policy (aims_core/gate_policy.py) says what each gate demands of each risk tier; this
+The gate policy (aims_core/rules/gate.py) says what each gate demands of each risk tier; this
 module applies it to one system. No Prefect here: the `stage-gate` flow calls these steps in order
 (check → open review → ask → record outcome), and `aims gate check` needs no engine at all.
 
@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session, selectinload
 from aims_core import catalog
 from aims_core.errors import Conflict, InvalidInput, NotFound
 from aims_core.evidence_schemas import EvidenceIn
-from aims_core.gate_policy import GATES, GatePolicy, policy_for
 from aims_core.models import (
     AISystem,
     ApprovalRequest,
@@ -37,9 +36,10 @@ from aims_core.models import (
     RiskTier,
     as_utc,
 )
+from aims_core.rules.gate import GATES, GatePolicy, policy_for
 from aims_core.services import evidence, outbox
 from aims_core.services.systems import get_system
-from aims_core.uow import Actor, UnitOfWork
+from aims_core.uow import Actor, UnitOfWork, locked
 
 __all__ = [
     "ACTIVITY",
@@ -466,6 +466,8 @@ def _request_of(session: Session, row: GateReview) -> ApprovalRequest | None:
 
 
 def _lock_system(session: Session, name: str) -> AISystem:
+    """The system, locked until commit. By name, as a checklist names it: `uow.locked` takes a
+    primary key, so this stays one `SELECT ... FOR UPDATE` of its own."""
     system = session.scalar(select(AISystem).where(AISystem.name == name).with_for_update())
     if system is None:
         raise NotFound(f"no AI system named '{name}'", field="system")
@@ -473,7 +475,7 @@ def _lock_system(session: Session, name: str) -> AISystem:
 
 
 def _lock_review(session: Session, review_id: int) -> GateReview:
-    row = session.scalar(select(GateReview).where(GateReview.id == review_id).with_for_update())
+    row = locked(session, GateReview, review_id)
     if row is None:
         raise NotFound(f"no gate review {review_id} (see `aims gate list`)", field="review")
     return row

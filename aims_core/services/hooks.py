@@ -28,7 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from aims_core.models import HookRun, as_utc
-from aims_core.playbooks import (
+from aims_core.ports import Runs
+from aims_core.rules.playbooks import (
     DeploymentHook,
     HookResult,
     HookStatus,
@@ -90,8 +91,10 @@ def fire_once(
     values: dict[str, Any],
     dry_run: bool,
     actor: Actor,
+    runs: Runs | None = None,
 ) -> HookResult:
-    """Record, then fire (or rehearse) the hook, unless `key` was recorded before."""
+    """Record, then fire (or rehearse) the hook, unless `key` was recorded before. A
+    `deployment` hook starts its run through `runs` (the flow gives the Prefect adapter)."""
     target = target_of(hook, values)
     subject = f"incident:{incident_id}"
     now = datetime.now(UTC)
@@ -132,7 +135,7 @@ def fire_once(
             row = uow.session.scalars(select(HookRun).where(HookRun.idempotency_key == key)).one()
             return _result(row, fired_now=False)
 
-    status, output = _fire(hook, values)
+    status, output = _fire(hook, values, runs)
     with uow:
         row = uow.session.get_one(HookRun, row_id)
         row.status = status
@@ -146,14 +149,14 @@ def fire_once(
 # --- firing ------------------------------------------------------------------------------------
 
 
-def _fire(hook: AnyHook, values: dict[str, Any]) -> tuple[HookStatus, str]:
+def _fire(hook: AnyHook, values: dict[str, Any], runs: Runs | None) -> tuple[HookStatus, str]:
     """Run the hook; never raises (a failure is an outcome to record, not a crash)."""
     try:
         if isinstance(hook, ShellHook):
             return _shell(hook, values)
         if isinstance(hook, HttpHook):
             return _http(hook, values)
-        return _deployment(hook, values)
+        return _deployment(hook, values, runs)
     except Exception as exc:  # anything the target throws at us is the hook's outcome
         return "failed", f"{type(exc).__name__}: {exc}"
 
@@ -217,21 +220,22 @@ def _http(hook: HttpHook, values: dict[str, Any]) -> tuple[HookStatus, str]:
     return status, f"HTTP {response.status_code}\n{response.text[:OUTPUT_MAX]}"
 
 
-def _deployment(hook: DeploymentHook, values: dict[str, Any]) -> tuple[HookStatus, str]:
-    from prefect.deployments import run_deployment
-
-    run = run_deployment(
+def _deployment(
+    hook: DeploymentHook, values: dict[str, Any], runs: Runs | None
+) -> tuple[HookStatus, str]:
+    if runs is None:
+        return "failed", "not called: no run orchestrator given to this step"
+    run = runs.start(
         hook.deployment,
-        parameters=render(hook.parameters, values),
-        timeout=hook.wait_s,
-        as_subflow=False,  # never a subflow: the child may wait for people (it must suspend)
-        flow_run_name=render(hook.run_name, values) if hook.run_name else None,
+        render(hook.parameters, values),
+        name=render(hook.run_name, values) if hook.run_name else None,
         tags=[str(t) for t in render(list(hook.tags), values)],
+        wait_s=hook.wait_s,
     )
-    state = run.state
     line = f"flow run {run.id} ({run.name})"
-    if hook.wait_s and state is not None and state.is_final():
-        status: HookStatus = "succeeded" if state.is_completed() else "failed"
+    state = run.state
+    if hook.wait_s and state is not None and state.final:
+        status: HookStatus = "succeeded" if state.completed else "failed"
         return status, f"{line}: {state.name} {state.message or ''}".rstrip()
     waited = f"still {state.name if state else 'scheduled'} after {hook.wait_s:g} s"
     return "succeeded", f"{line}: {'started' if not hook.wait_s else waited}"

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, selectinload
 from aims_core import reports
 from aims_core.errors import Conflict, InvalidInput, NotFound, refuse_answers
 from aims_core.evidence_schemas import EvidenceIn
-from aims_core.impact_questionnaire import Answer, Questionnaire, questionnaire
 from aims_core.models import (
     AISystem,
     ApprovalRequest,
@@ -33,12 +32,13 @@ from aims_core.models import (
     Outcome,
     as_utc,
 )
+from aims_core.rules.impact_questionnaire import Answer, Questionnaire, questionnaire
 from aims_core.services import evidence
 from aims_core.services.approvals import ApprovalRequestIn
 from aims_core.services.people import get_person
 from aims_core.services.runs import take_over_open
 from aims_core.services.systems import get_system
-from aims_core.uow import Actor, UnitOfWork
+from aims_core.uow import Actor, UnitOfWork, locked
 
 __all__ = [
     "EVIDENCE_KIND",
@@ -258,7 +258,7 @@ def start(
         s = uow.session
         target = get_system(s, system)
         # Lock the system row: two concurrent starts queue here instead of opening two.
-        s.execute(select(AISystem.id).where(AISystem.id == target.id).with_for_update())
+        locked(s, AISystem, target.id)
         person = get_person(s, assessor, "assessor") if assessor else target.owner
         existing = _open_row(s, target.id)
         if existing is not None:

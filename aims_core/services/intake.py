@@ -18,34 +18,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from collections.abc import Sequence
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from aims_core.cli.engine import EngineNotRunning, start_run
 from aims_core.errors import AimsError, InvalidInput, from_validation_error
-from aims_core.incident_policy import incident_policy
-from aims_core.models import AISystem, Notification, NotificationStatus
-from aims_core.playbooks import response_run
+from aims_core.models import AISystem
+from aims_core.ports import Delivery, EngineNotRunning, Runs, RunStarted
+from aims_core.rules.incident import incident_policy
+from aims_core.rules.playbooks import response_run
 from aims_core.services import incidents, outbox
 from aims_core.services.incidents import IncidentIn, IncidentOut
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 
-if TYPE_CHECKING:
-    from slack_sdk import WebClient
-
 log = logging.getLogger(__name__)
 
-#: Seconds per Slack call inside a request: an alert sender must not wait out the default 10 s.
-SLACK_TIMEOUT: Final = 5.0
 #: At most this many of an incident's queued rows are sent inside the request (the rest: outbox).
 MAX_SENT_INLINE: Final = 20
-
-StartFn = Callable[..., tuple[str, str, str]]
 
 
 class IntakeRejected(InvalidInput):
@@ -92,12 +84,6 @@ class Notified(BaseModel):
     queued: int = 0
     failed: int = 0
     detail: str = ""
-
-
-class RunStarted(BaseModel):
-    id: str
-    name: str
-    url: str
 
 
 class ItemResult(BaseModel):
@@ -191,49 +177,14 @@ def incident_in(where: str | None = None, **fields: Any) -> IncidentIn:
 # --- 3. the first message, now -----------------------------------------------------------------
 
 
-def intake_client(settings: Settings) -> WebClient | None:
-    """A Slack client for use inside a request: short timeout, no long rate-limit sleeps."""
-    from notifications.slack import make_client
-
-    return make_client(settings, timeout=SLACK_TIMEOUT, rate_limit_retries=0, connection_retries=1)
-
-
-def deliver_now(settings: Settings, incident_id: int, client: WebClient | None) -> Notified:
+def deliver_now(settings: Settings, incident_id: int, delivery: Delivery) -> Notified:
     """Send this incident's queued notifications now, oldest first, and stop at Slack's first
-    transient error (an outage: the rest wait in the outbox, no point timing out on each).
-
-    Only this incident's rows: a backlog of other messages must not stand between an alert and
-    its first message (a plain `deliver_due` pass sends the oldest rows first). Each row is
-    claimed as any delivery pass claims it, so a concurrent pass never sends it twice."""
-    from notifications.slack import _Pass  # one delivery pass, restricted to these rows
-
-    subject = f"incident:{incident_id}"
-    uow = UnitOfWork(settings)
-    with uow.read():
-        ids = list(
-            uow.session.scalars(
-                select(Notification.id)
-                .where(
-                    Notification.subject == subject,
-                    Notification.status == NotificationStatus.queued,
-                )
-                .order_by(Notification.id)
-                .limit(MAX_SENT_INLINE)
-            )
-        )
-    if not ids:
+    transient error (an outage: the rest wait in the outbox, no point timing out on each)."""
+    queued = outbox.queued_ids(UnitOfWork(settings), f"incident:{incident_id}", MAX_SENT_INLINE)
+    if not queued:
         return Notified(state="none")
-    run = _Pass(settings, client, datetime.now(UTC))
-    for nid in ids:
-        n = outbox.claim(run.uow, nid, run.now)
-        if n is None:  # another pass took it, or an earlier row of its thread is pending
-            continue
-        run.handle(n)
-        report = run.report
-        if report.retried or report.possible_duplicates or report.stopped:
-            break
-    report = run.report
-    left = len(ids) - report.sent - report.logged - report.failed
+    report = delivery.deliver_subject(f"incident:{incident_id}", limit=MAX_SENT_INLINE)
+    left = len(queued) - report.sent - report.logged - report.failed
     detail = "; ".join(report.errors[:3])
     if report.stopped:
         detail = f"{report.stopped}: {detail}" if detail else report.stopped
@@ -263,7 +214,7 @@ def deliver_now(settings: Settings, incident_id: int, client: WebClient | None) 
 
 
 def _start_playbook(
-    settings: Settings, out: IncidentOut, actor: Actor, start: StartFn
+    settings: Settings, out: IncidentOut, actor: Actor, runs: Runs
 ) -> tuple[RunStarted | None, str | None]:
     # The same name and tags however the run is started (CLI, intake, UI): the playbooks' rule.
     spec = response_run(
@@ -276,7 +227,7 @@ def _start_playbook(
         drill=out.is_drill,
     )
     try:
-        run_id, name, url = start(spec.deployment, spec.parameters, name=spec.name, tags=spec.tags)
+        run = runs.start(spec.deployment, spec.parameters, name=spec.name, tags=spec.tags)
     except Exception as exc:  # engine down, flow not deployed, Prefect refusing: all alike
         if isinstance(exc, EngineNotRunning):
             reason = exc.message
@@ -290,10 +241,10 @@ def _start_playbook(
             f"with `prefect deployment run {spec.deployment} --param incident_id={out.id}`"
         )
     try:
-        incidents.attach_run(UnitOfWork(settings), out.id, run_id, actor)
+        incidents.attach_run(UnitOfWork(settings), out.id, run.id, actor)
     except AimsError as exc:  # the run exists; only the link back is missing
-        log.warning("incident %s: run %s started but not attached: %s", out.id, run_id, exc)
-    return RunStarted(id=run_id, name=name, url=url), None
+        log.warning("incident %s: run %s started but not attached: %s", out.id, run.id, exc)
+    return RunStarted(id=run.id, name=run.name, url=run.url), None
 
 
 # --- the use case ------------------------------------------------------------------------------
@@ -304,14 +255,13 @@ def take_in(
     items: Sequence[IntakeItem],
     actor: Actor,
     *,
-    slack_client: WebClient | None = None,
-    start: StartFn | None = None,
+    runs: Runs,
+    delivery: Delivery,
 ) -> IntakeResult:
     """Check all items, then record each (first message delivered right after its record), then
     start a playbook run for each new incident. Raises IntakeRejected (nothing written) when any
-    item is invalid. `slack_client` and `start` are injectable for tests and the benchmark."""
+    item is invalid. The entry point gives the runs and the delivery (short Slack timeouts)."""
     check(settings, items)
-    client = slack_client if slack_client is not None else intake_client(settings)
     results: list[ItemResult] = []
     created: list[tuple[ItemResult, IncidentOut]] = []
     for index, item in enumerate(items):
@@ -361,7 +311,7 @@ def take_in(
             attached=not rep.created,
         )
         if rep.created:
-            result.notification = deliver_now(settings, out.id, client)
+            result.notification = deliver_now(settings, out.id, delivery)
             created.append((result, out))
             log.info(
                 "incident %s recorded and notified (%s) in %.0f ms",
@@ -370,7 +320,6 @@ def take_in(
                 (time.perf_counter() - began) * 1000,
             )
         results.append(result)
-    start_fn = start if start is not None else start_run
     for result, out in created:
-        result.run, result.run_error = _start_playbook(settings, out, actor, start_fn)
+        result.run, result.run_error = _start_playbook(settings, out, actor, runs)
     return IntakeResult(items=results)

@@ -330,6 +330,22 @@ def due(uow: UnitOfWork, now: datetime | None = None, limit: int = 100) -> list[
         return [notification_out(r, uow.session) for r in rows]
 
 
+def queued_ids(uow: UnitOfWork, subject: str, limit: int) -> list[int]:
+    """The subject's queued notifications, oldest first (what is sent now for one subject)."""
+    with uow.read():
+        return list(
+            uow.session.scalars(
+                select(Notification.id)
+                .where(
+                    Notification.subject == subject,
+                    Notification.status == NotificationStatus.queued,
+                )
+                .order_by(Notification.id)
+                .limit(limit)
+            )
+        )
+
+
 def claim(
     uow: UnitOfWork,
     notification_id: int,

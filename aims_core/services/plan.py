@@ -10,10 +10,9 @@ day. A newer approved assessment supersedes the open tasks of the previous plan.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Final, Literal
+from typing import ClassVar, Final
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
@@ -22,14 +21,12 @@ from sqlalchemy.orm import Session, selectinload
 
 from aims_core import catalog
 from aims_core.errors import AimsError, Conflict, InvalidInput, NotFound
-from aims_core.gap_policy import GAPS, GapPlan, plan_policy
 from aims_core.models import (
     AISystem,
     Evidence,
     GapAssessment,
     GapStatus,
     Person,
-    PersonRole,
     PlanTask,
     PlanTaskStatus,
     RaciActivity,
@@ -37,11 +34,12 @@ from aims_core.models import (
     RiskTier,
     as_utc,
 )
+from aims_core.rules.gap import GAPS, GapPlan, plan_policy
 from aims_core.services import outbox
+from aims_core.services.directory import escalation_contacts, role_holders
+from aims_core.services.passes import PassReport, each
 from aims_core.settings import Settings
-from aims_core.uow import Actor, UnitOfWork
-
-log = logging.getLogger(__name__)
+from aims_core.uow import Actor, UnitOfWork, locked
 
 TRACKER: Final = Actor(who="aims-plan-tracker", channel="schedule")
 
@@ -126,12 +124,7 @@ def _owner(session: Session, policy: GapPlan, requirement: str) -> Person:
             return responsible[0]
         if raci.accountable.active:
             return raci.accountable
-    holder = session.scalar(
-        select(Person)
-        .join(PersonRole, PersonRole.person_id == Person.id)
-        .where(PersonRole.role_id == policy.fallback_role, Person.active.is_(True))
-        .order_by(Person.id)
-    )
+    holder = next(iter(role_holders(session, [policy.fallback_role])), None)
     if holder is None:
         raise Conflict(
             f"nobody can own the plan task for {requirement}: set a RACI for "
@@ -273,10 +266,12 @@ def get_task(uow: UnitOfWork, task_id: int, now: datetime | None = None) -> Task
 
 
 def _load(session: Session, task_id: int, *, lock: bool = False) -> PlanTask:
-    q = _query().where(PlanTask.id == task_id)
+    """The task with its owner; `lock`: locked until commit, so a pass and a person closing
+    it at once act one after the other."""
     if lock:
-        q = q.with_for_update(of=PlanTask)
-    row = session.scalar(q)
+        row = locked(session, PlanTask, task_id)
+    else:
+        row = session.scalar(_query().where(PlanTask.id == task_id))
     if row is None:
         raise NotFound(f"no plan task {task_id} (see `aims plan show`)", "task")
     return row
@@ -370,30 +365,18 @@ def close_task(
 # --- tracking: the daily pass ------------------------------------------------------------------
 
 
-class Failure(BaseModel):
-    step: Literal["close", "remind", "escalate"]
-    task_id: int
-    error: str
-
-
-class TickReport(BaseModel):
+class TickReport(PassReport):
     """What one tracking pass did (task ids). Defined here so a flow's result unpickles."""
 
-    at: datetime
     closed_ids: list[int] = Field(default_factory=list)
     reminded_ids: list[int] = Field(default_factory=list)
     escalated_ids: list[int] = Field(default_factory=list)
-    failures: list[Failure] = Field(default_factory=list)
 
-    def summary(self) -> str:
-        parts = [
-            f"closed {len(self.closed_ids)}",
-            f"reminded {len(self.reminded_ids)}",
-            f"escalated {len(self.escalated_ids)}",
-        ]
-        if self.failures:
-            parts.append(f"failed {len(self.failures)}")
-        return ", ".join(parts)
+    summary_parts: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("closed_ids", "closed"),
+        ("reminded_ids", "reminded"),
+        ("escalated_ids", "escalated"),
+    )
 
 
 def _notify(session: Session, key: str, kind: str, task: PlanTask, to: Person, text: str) -> None:
@@ -455,14 +438,9 @@ def _escalate(settings: Settings, policy: GapPlan, task_id: int, at: datetime) -
         overdue_days = (_day(at, settings) - _day(task.due_at, settings)).days
         if overdue_days < max(policy.tracking.escalate_days_after, 1):
             return False
-        contacts = [task.owner.manager] if task.owner.manager and task.owner.manager.active else []
-        contacts += s.scalars(
-            select(Person)
-            .join(PersonRole, PersonRole.person_id == Person.id)
-            .where(PersonRole.role_id == policy.tracking.escalation_role, Person.active.is_(True))
-            .order_by(Person.id)
-        ).all()
-        contacts = [c for c in dict.fromkeys(contacts) if c is not None and c.id != task.owner_id]
+        contacts = escalation_contacts(
+            s, task.owner, [policy.tracking.escalation_role], skip_person=True
+        )
         if not contacts:
             raise AimsError(
                 f"nobody to escalate plan task {task.id} to: {task.owner.email} has no manager "
@@ -514,23 +492,17 @@ def tick(settings: Settings, now: datetime | None = None) -> TickReport:
                 .order_by(PlanTask.id)
             )
         )
+    # A task its evidence closes this pass is neither reminded nor escalated.
+    closing = each(report, "close", ids, lambda i: _auto_close(settings, i, at))
+    closed = {i for i, done in closing if done}
+    report.closed_ids = [i for i in ids if i in closed]
+    still_open = [i for i in ids if i not in closed]
     steps = (
-        ("close", lambda i: _auto_close(settings, i, at), report.closed_ids),
         ("remind", lambda i: _remind(settings, policy, i, at), report.reminded_ids),
         ("escalate", lambda i: _escalate(settings, policy, i, at), report.escalated_ids),
     )
-    for task_id in ids:
-        for step, run, done in steps:
-            try:
-                if run(task_id):
-                    done.append(task_id)
-                    if step == "close":
-                        break
-            except Exception as exc:  # one bad task must not hold the others up
-                log.exception("%s of plan task %d failed", step, task_id)
-                report.failures.append(
-                    Failure(step=step, task_id=task_id, error=f"{type(exc).__name__}: {exc}"[:500])  # type: ignore[arg-type]
-                )
+    for step, act, acted in steps:
+        acted.extend(i for i, done in each(report, step, still_open, act) if done)
     return report
 
 

@@ -19,7 +19,8 @@ recorded in *one* transaction, with the request row locked and the conditions ch
 under the lock, so a reminder is recorded if and only if it was queued, and two overlapping
 passes (or a pass run twice at the same `now`) change nothing the second time.
 
-No Prefect here: the default resume (notifications/resume.py) imports it only when called.
+No Prefect and no Slack here: the run is resumed through the `Runs` port and, when a caller
+wants the whole pass to deliver too, the messages go out through the `Delivery` port.
 """
 
 from __future__ import annotations
@@ -29,27 +30,26 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
-from pydantic import BaseModel, Field, computed_field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from pydantic import Field, computed_field
 
 from aims_core.models import ApprovalRequest, ApprovalStatus
+from aims_core.ports import Delivery, DeliveryReport, ResumeOutcome, Runs
 from aims_core.services import approvals, outbox
+from aims_core.services.passes import Failure, PassReport
 from aims_core.settings import Settings
-from aims_core.uow import Actor, UnitOfWork
-from notifications.resume import ResumeOutcome, resume_for_request
-from notifications.slack import DeliveryReport, deliver_due
+from aims_core.uow import Actor, UnitOfWork, locked
 
 __all__ = [
     "RECONCILER",
     "Failure",
     "ReconcileReport",
     "ResumeFn",
-    "deliver",
     "escalate_overdue",
     "reconcile",
     "remind_approvers",
     "resume_decided",
+    "resume_request",
+    "wait_key",
 ]
 
 log = logging.getLogger("aims.reconcile")
@@ -68,15 +68,7 @@ NOBODY: Final = (
 )
 
 
-class Failure(BaseModel):
-    """One request a step could not handle this pass; the next pass tries it again."""
-
-    step: Step
-    request_id: int
-    error: str
-
-
-class ReconcileReport(BaseModel):
+class ReconcileReport(PassReport):
     """What one pass did (or one step of it: the flow merges the steps' reports).
 
     `*_ids` name the requests; the counts are derived from them, so they cannot disagree.
@@ -85,13 +77,11 @@ class ReconcileReport(BaseModel):
     (it is marked resumed all the same).
     """
 
-    at: datetime
     resumed_ids: list[int] = Field(default_factory=list)
     deferred_ids: list[int] = Field(default_factory=list)
     ended_ids: list[int] = Field(default_factory=list)
     reminded_ids: list[int] = Field(default_factory=list)
     escalated_ids: list[int] = Field(default_factory=list)
-    failures: list[Failure] = Field(default_factory=list)
     delivery: DeliveryReport | None = None
 
     @computed_field  # type: ignore[prop-decorator]
@@ -121,16 +111,9 @@ class ReconcileReport(BaseModel):
 
     def merged(self, other: ReconcileReport) -> ReconcileReport:
         """This report plus another step's (ids concatenated; `other`'s delivery if it has one)."""
-        return ReconcileReport(
-            at=self.at,
-            resumed_ids=[*self.resumed_ids, *other.resumed_ids],
-            deferred_ids=[*self.deferred_ids, *other.deferred_ids],
-            ended_ids=[*self.ended_ids, *other.ended_ids],
-            reminded_ids=[*self.reminded_ids, *other.reminded_ids],
-            escalated_ids=[*self.escalated_ids, *other.escalated_ids],
-            failures=[*self.failures, *other.failures],
-            delivery=other.delivery or self.delivery,
-        )
+        out = super().merged(other)
+        out.delivery = other.delivery or self.delivery
+        return out
 
     def summary(self) -> str:
         """One line for logs and the CLI: `resumed 1, deferred 0, reminded 2, escalated 1, ...`."""
@@ -207,46 +190,78 @@ def _subject(request_id: int) -> str:
     return f"approval:{request_id}"  # the approval service's audit subject
 
 
-def _lock(session: Session, request_id: int) -> ApprovalRequest | None:
-    """The request row, locked until commit (PostgreSQL; SQLite's write transaction
-    serialises): the conditions are checked again under it, so overlapping passes act once."""
-    return session.scalar(
-        select(ApprovalRequest)
-        .where(ApprovalRequest.id == request_id)
-        # NO KEY UPDATE: the notification rows queued here reference the request.
-        .with_for_update(key_share=True)
-    )
-
-
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
-
-
 # --- resume ------------------------------------------------------------------------------------
 
 
-def _resume_now(settings: Settings, request_id: int) -> ResumeOutcome:
-    """The real resume, without lingering: a run that is not suspended yet is retried by the next
-    pass rather than waited for here (one stuck run must not slow every pass down)."""
-    return resume_for_request(settings, request_id, attempts=1, delay=0)
+def wait_key(request_id: int, round_: int) -> str:
+    """The suspend key of a request's round: lowercase, digits and dashes (Prefect requires it),
+    one per round (a reused key would silently return the earlier round's answer)."""
+    return f"approval-{request_id}-round-{round_}"
+
+
+def resume_request(
+    settings: Settings, request_id: int, runs: Runs, *, attempts: int = 5, delay: float = 0.5
+) -> ResumeOutcome:
+    """Resume the request's run if it is decided and not yet resumed; mark it resumed.
+
+    The database is authoritative: the run, once resumed, re-reads the outcome from it. So a
+    resume that fails (API down, run not suspended yet) loses nothing: `resume_pending` stays set
+    and the next pass tries again."""
+    with UnitOfWork(settings).read() as uow:
+        req = uow.session.get(ApprovalRequest, request_id)
+        if req is None or not req.flow_run_id or not req.resume_pending:
+            return ResumeOutcome.nothing_to_do
+        if req.status is ApprovalStatus.open:
+            return ResumeOutcome.nothing_to_do
+        flow_run_id, status = req.flow_run_id, req.status
+    outcome = runs.resume(
+        flow_run_id,
+        {
+            "approver": "-",
+            "decision": "approve" if status is ApprovalStatus.approved else "reject",
+            "code": "",
+            "comment": f"decided: {status.value}",
+        },
+        attempts=attempts,
+        delay=delay,
+    )
+    if outcome in (ResumeOutcome.resumed, ResumeOutcome.finished):
+        approvals.mark_resumed(UnitOfWork(settings), request_id)
+    return outcome
+
+
+def _resume_with(runs: Runs | None) -> ResumeFn:
+    """The pass's resume, without lingering: a run that is not suspended yet is retried by the
+    next pass rather than waited for here (one stuck run must not slow every pass down)."""
+
+    def resume(settings: Settings, request_id: int) -> ResumeOutcome:
+        if runs is None:
+            raise RuntimeError("no run orchestrator given to the pass: cannot resume runs")
+        return resume_request(settings, request_id, runs, attempts=1, delay=0)
+
+    return resume
 
 
 def resume_decided(
-    settings: Settings, *, now: datetime | None = None, resume: ResumeFn | None = None
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    runs: Runs | None = None,
+    resume: ResumeFn | None = None,
 ) -> ReconcileReport:
     """Resume the run of every decided request still marked `resume_pending`.
 
-    `resume` is injectable for tests; the default resumes through the Prefect API and marks the
-    request resumed itself. Any failure is counted, never raised: the request stays pending.
+    By default through `runs` (`resume_request`); `resume` replaces that (tests). Any failure is
+    counted, never raised: the request stays pending.
     """
-    resume = resume or _resume_now
+    resume = resume or _resume_with(runs)
     report = ReconcileReport(at=_utc(now))
     for req in approvals.pending_resumes(UnitOfWork(settings)):
         try:
             outcome = ResumeOutcome(resume(settings, req.id))
         except Exception as exc:  # Prefect or the database erroring: retried next pass
             log.warning("resume of request %d failed: %s", req.id, exc)
-            report.failures.append(Failure(step="resume", request_id=req.id, error=_error(exc)))
+            report.note_failure("resume", req.id, exc)
             continue
         if outcome is ResumeOutcome.resumed:
             report.resumed_ids.append(req.id)
@@ -290,7 +305,7 @@ def remind_approvers(settings: Settings, *, now: datetime | None = None) -> Reco
                 report.reminded_ids.append(req.id)
         except Exception as exc:  # one bad request must not hold the others up
             log.exception("reminder for request %d failed", req.id)
-            report.failures.append(Failure(step="remind", request_id=req.id, error=_error(exc)))
+            report.note_failure("remind", req.id, exc)
     return report
 
 
@@ -299,7 +314,7 @@ def _remind(settings: Settings, request_id: int, now: datetime) -> bool:
     all (decided or reminded meanwhile) or nobody is left to remind."""
     uow = UnitOfWork(settings)
     with uow:
-        req = _lock(uow.session, request_id)
+        req = locked(uow.session, ApprovalRequest, request_id, key_share=True)
         if (
             req is None
             or req.status is not ApprovalStatus.open
@@ -343,13 +358,13 @@ def escalate_overdue(settings: Settings, *, now: datetime | None = None) -> Reco
             if not contacts:
                 # Not recorded as escalated: it is tried (and shown failing) every pass until
                 # someone can be told.
-                report.failures.append(Failure(step="escalate", request_id=req.id, error=NOBODY))
+                report.failures.append(Failure(step="escalate", id=req.id, error=NOBODY))
                 continue
             if _escalate(settings, req.id, contacts, report.at):
                 report.escalated_ids.append(req.id)
         except Exception as exc:
             log.exception("escalation of request %d failed", req.id)
-            report.failures.append(Failure(step="escalate", request_id=req.id, error=_error(exc)))
+            report.note_failure("escalate", req.id, exc)
     return report
 
 
@@ -357,7 +372,7 @@ def _escalate(settings: Settings, request_id: int, contacts: list[str], now: dat
     """Queue the escalation and record it, in one transaction; False when it is no longer due."""
     uow = UnitOfWork(settings)
     with uow:
-        req = _lock(uow.session, request_id)
+        req = locked(uow.session, ApprovalRequest, request_id, key_share=True)
         if (
             req is None
             or req.status is not ApprovalStatus.open
@@ -381,28 +396,31 @@ def _escalate(settings: Settings, request_id: int, contacts: list[str], now: dat
     return True
 
 
-# --- delivery and the whole pass ---------------------------------------------------------------
-
-
-def deliver(settings: Settings, *, now: datetime | None = None) -> DeliveryReport:
-    """One delivery pass. Never earlier than the wall clock: the rows this pass queued are due
-    from the moment they were written, which is after a `now` taken at the start of the pass."""
-    return deliver_due(settings, now=max(_utc(now), datetime.now(UTC)))
+# --- the whole pass -----------------------------------------------------------------------------
 
 
 def reconcile(
-    settings: Settings, *, now: datetime | None = None, resume: ResumeFn | None = None
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    runs: Runs | None = None,
+    resume: ResumeFn | None = None,
+    delivery: Delivery | None = None,
 ) -> ReconcileReport:
-    """One whole pass: resume, remind, escalate, deliver (see the module docstring).
+    """One whole pass: resume, remind, escalate (see the module docstring), then, given a
+    `delivery`, one delivery pass so the messages queued here go out now.
 
-    `now` is the pass's clock for the reminder and deadline policy (tests move it); `resume`
-    defaults to resuming through the Prefect API. Idempotent: run twice at the same `now`, the
-    second pass finds nothing to do.
+    `now` is the pass's clock for the reminder and deadline policy (tests move it). Idempotent:
+    run twice at the same `now`, the second pass finds nothing to do. The scheduled flow runs
+    the steps one by one and delivers in its own step.
     """
     at = _utc(now)
-    report = resume_decided(settings, now=at, resume=resume)
+    report = resume_decided(settings, now=at, runs=runs, resume=resume)
     report = report.merged(remind_approvers(settings, now=at))
     report = report.merged(escalate_overdue(settings, now=at))
-    report.delivery = deliver(settings, now=at)
+    if delivery is not None:
+        # Never earlier than the wall clock: the rows this pass queued are due from the moment
+        # they were written, which is after a `now` taken at the start of the pass.
+        report.delivery = delivery.deliver_due(now=max(at, datetime.now(UTC)))
     log.info("approval reconciler: %s", report.summary())
     return report

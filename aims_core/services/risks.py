@@ -1,6 +1,6 @@
 """The AI risk register (6.1.2) and risk treatment (6.1.3), scored by the risk policy.
 
-Scales, scoring, appetite and who accepts come from `aims_core.risk_policy` (data, not code).
+Scales, scoring, appetite and who accepts come from `aims_core.rules.risk` (data, not code).
 Accepting a risk above appetite is not the treater's call: the risk waits (`awaiting-acceptance`)
 until the `risk-assessment` flow has the policy's approvers decide. No Prefect here: the flow
 calls these functions from its tasks, and every one of them is safe to repeat.
@@ -23,6 +23,7 @@ from pydantic import (
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from aims_core import processes
 from aims_core.errors import Conflict, InvalidInput, NotFound
 from aims_core.models import (
     ApprovalRequest,
@@ -34,7 +35,7 @@ from aims_core.models import (
     RiskTier,
     TreatmentOption,
 )
-from aims_core.risk_policy import RiskPolicy, risk_policy
+from aims_core.rules.risk import RiskPolicy, risk_policy
 from aims_core.schemas import Email, SystemName, no_nul
 from aims_core.services.approvals import ApprovalRequestIn
 from aims_core.services.people import get_person
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 #: The served deployment that runs an assessment (flows/risk_assessment.py).
-DEPLOYMENT: Final = "risk-assessment/risk-assessment"
+DEPLOYMENT: Final = processes.RISK_ASSESSMENT.id
 #: The RACI activity that scopes who may approve a risk acceptance.
 ACCEPTANCE_ACTIVITY: Final = "risk-assessment"
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from aims_core import catalog
 from aims_core.errors import Conflict, InvalidInput, NotFound
 from aims_core.models import Control, ControlKind, SoaEntry, utcnow
-from aims_core.uow import Actor, UnitOfWork
+from aims_core.uow import Actor, UnitOfWork, locked
 
 SHEET = "Statement of Applicability"
 # Cells wrap, so long text needs no more than 60 characters; short columns get room to be read.
@@ -109,7 +109,7 @@ def _row(control: Control, objective: Control | None, entry: SoaEntry | None) ->
 def _annex_control(uow: UnitOfWork, control_id: str) -> Control:
     """The Annex A control, row-locked so concurrent decisions on it serialise (PostgreSQL)."""
     s = uow.session
-    control = s.scalar(select(Control).where(Control.id == control_id).with_for_update())
+    control = locked(s, Control, control_id)
     if control is None:
         hint = "`aims catalog list --kind annex-control` lists the 38 Annex A controls"
         guess = f"A.{control_id}"

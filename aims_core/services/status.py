@@ -19,10 +19,11 @@ from typing import Final
 from pydantic import BaseModel, Field, computed_field
 from sqlalchemy import select
 
-from aims_core.incident_policy import incident_policy
 from aims_core.models import AISystem, Incident, Person, RegulatoryClock, as_utc
+from aims_core.rules.incident import incident_policy
 from aims_core.services import approvals, clocks, plan, policies, reviews, training, vendors
 from aims_core.services import capa as capas
+from aims_core.services.directory import role_holders
 from aims_core.services.training import Status as TrainingStatus
 from aims_core.uow import UnitOfWork
 
@@ -274,7 +275,7 @@ def _clocks(uow: UnitOfWork, now: datetime) -> list[ClockItem]:
         for c in running:
             rule = policy.clocks.rule(c.rule)
             title, owner = about[c.id]
-            people = _emails(clocks.people_with_roles(s, policy.clocks.remind_roles(rule)))
+            people = _emails(role_holders(s, policy.clocks.remind_roles(rule)))
             if policy.clocks.remind_system_owner(rule) and owner not in people:
                 people.append(owner)
             left = (c.deadline - now) / HOUR
@@ -320,7 +321,7 @@ def _capas(
     if verifying:
         rules = capas.capa_policy(uow.settings).verification
         with uow.read():
-            holders = _emails(clocks.people_with_roles(uow.session, rules.verifier_roles))
+            holders = _emails(role_holders(uow.session, rules.verifier_roles))
         for c in verifying:
             assert c.verification_due_at is not None
             verifications.append(

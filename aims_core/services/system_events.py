@@ -17,7 +17,7 @@ from sqlalchemy.orm import selectinload
 
 from aims_core.errors import NotFound, from_validation_error
 from aims_core.models import LifecycleStage, RiskTier, SystemEvent, SystemEventKind
-from aims_core.risk_policy import STAGE_ORDER, risk_policy
+from aims_core.rules.risk import STAGE_ORDER, risk_policy
 from aims_core.schemas import SystemName
 from aims_core.services.systems import get_system
 from aims_core.uow import Actor, UnitOfWork

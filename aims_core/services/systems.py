@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from aims_core.errors import Conflict, ImportRejected, NotFound
+from aims_core.importing import RawRow
 from aims_core.models import AISystem, Vendor
 from aims_core.schemas import SystemIn, SystemOut
 from aims_core.services.people import get_person, persons_by_email
@@ -89,14 +89,6 @@ def show_system(uow: UnitOfWork, name: str) -> SystemOut:
 
 
 # --- import -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RawRow:
-    """One data row of an import file, with the line number a person sees in their editor."""
-
-    line: int
-    values: dict[str, str]
 
 
 def import_systems(

@@ -11,12 +11,11 @@ notes and evidence (`vendor-assessment`, on `vendor:<slug>`). No Prefect here.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 from uuid import uuid4
 
 from dateutil.relativedelta import relativedelta
@@ -32,13 +31,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from aims_core.data_files import Strict, load_data_file, unknown_roles
 from aims_core.errors import Conflict, NotFound
 from aims_core.evidence_schemas import EvidenceIn
 from aims_core.models import (
     Criticality,
     Person,
-    PersonRole,
     RaciActivity,
     RaciKind,
     Vendor,
@@ -46,14 +43,15 @@ from aims_core.models import (
     VendorAssessmentStatus,
     as_utc,
 )
+from aims_core.rules.loading import Strict, load_data_file, unknown_roles
 from aims_core.schemas import Email, _lower, no_nul
 from aims_core.services import evidence, outbox
+from aims_core.services.directory import role_holders
+from aims_core.services.passes import PassReport, each
 from aims_core.services.people import get_person
 from aims_core.services.systems import _vendor as find_or_create
 from aims_core.settings import Settings
-from aims_core.uow import Actor, UnitOfWork
-
-log = logging.getLogger("aims.vendors")
+from aims_core.uow import Actor, UnitOfWork, locked
 
 POLICY_FILE: Final = "vendor_policy.yaml"
 EVIDENCE_KIND: Final = "vendor-assessment"
@@ -149,21 +147,12 @@ class VendorOut(BaseModel):
     open_assessment: AssessmentOut | None
 
 
-class Failure(BaseModel):
-    id: int
-    error: str
-
-
-class TickReport(BaseModel):
+class TickReport(PassReport):
     """What one monthly pass did: vendors that got a reassessment (their people told)."""
 
-    at: datetime
     opened: list[str] = Field(default_factory=list)
-    failures: list[Failure] = Field(default_factory=list)
 
-    def summary(self) -> str:
-        failed = f", failed {len(self.failures)}" if self.failures else ""
-        return f"reassessments opened {len(self.opened)}{failed}"
+    summary_parts: ClassVar[tuple[tuple[str, str], ...]] = (("opened", "reassessments opened"),)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -289,14 +278,8 @@ def _told(session: Session, v: Vendor, policy: VendorPolicy) -> list[Person]:
             for m in raci.members:
                 if m.kind is RaciKind.responsible and m.person.active:
                     people.setdefault(m.person.id, m.person)
-    if policy.notify.notify_roles:
-        for p in session.scalars(
-            select(Person)
-            .join(PersonRole, PersonRole.person_id == Person.id)
-            .where(PersonRole.role_id.in_(policy.notify.notify_roles), Person.active.is_(True))
-            .order_by(Person.id)
-        ):
-            people.setdefault(p.id, p)
+    for p in role_holders(session, policy.notify.notify_roles):
+        people.setdefault(p.id, p)
     return list(people.values())
 
 
@@ -461,12 +444,7 @@ def _reassess(settings: Settings, policy: VendorPolicy, vendor_id: int, at: date
     uow = UnitOfWork(settings)
     with uow:
         s = uow.session
-        v = s.scalar(
-            select(Vendor)
-            .where(Vendor.id == vendor_id)
-            .options(selectinload(Vendor.owner))
-            .with_for_update(of=Vendor)
-        )
+        v = locked(s, Vendor, vendor_id)
         if v is None or _open(s, v.id) is not None:
             return False
         due = next_due(v, policy)
@@ -521,18 +499,20 @@ def tick(settings: Settings, now: datetime | None = None) -> TickReport:
     policy = vendor_policy(settings)
     report = TickReport(at=at)
     with UnitOfWork(settings).read() as uow:
-        ids = list(uow.session.execute(select(Vendor.id, Vendor.name).order_by(Vendor.name)))
-    for vendor_id, name in ids:
+        vendors = list(
+            uow.session.execute(select(Vendor.id, Vendor.name).order_by(Vendor.name)).tuples()
+        )
+
+    def reassess(vendor: tuple[int, str]) -> None:
+        vendor_id, name = vendor
         try:
-            if _reassess(settings, policy, vendor_id, at):
-                report.opened.append(name)
+            opened = _reassess(settings, policy, vendor_id, at)
         except IntegrityError:  # a concurrent pass opened it first
-            continue
-        except Exception as exc:
-            log.exception("reassessment of vendor %d failed", vendor_id)
-            report.failures.append(
-                Failure(id=vendor_id, error=f"{type(exc).__name__}: {exc}"[:500])
-            )
+            return
+        if opened:
+            report.opened.append(name)
+
+    each(report, "reassess", vendors, reassess, key=lambda vendor: vendor[0])
     return report
 
 
@@ -549,59 +529,6 @@ def tick_rows(settings: Settings, report: TickReport) -> list[dict[str, str]]:
         }
         for v in list_vendors(UnitOfWork(settings), now=report.at)
     ]
-
-
-# --- demo --------------------------------------------------------------------------------------
-
-
-class _DemoVendor(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    criticality: Criticality
-    services: str = ""
-    contact: str = ""
-    owner: str
-    assessed_days_ago: int | None = None
-    assessor: str | None = None
-    result: Result = "acceptable"
-    notes: str = "Due-diligence questionnaire, model documentation and DPA reviewed."
-
-
-def load_demo(uow: UnitOfWork, actor: Actor, section: Any) -> dict[str, int]:
-    """The demo organisation's `vendors` section (aims_core/data/demo_org.yaml); idempotent.
-    Dates relative to now: one critical vendor past its interval, one within."""
-    rows = [_DemoVendor.model_validate(x) for x in section or []]
-    now = datetime.now(UTC)
-    with uow.read():
-        registered = set(
-            uow.session.scalars(select(Vendor.name).where(Vendor.owner_id.is_not(None)))
-        )
-    added = {"vendors": 0}
-    for d in rows:
-        if d.name in registered:
-            continue
-        add_vendor(
-            uow,
-            VendorIn(
-                name=d.name,
-                criticality=d.criticality,
-                services=d.services,
-                contact=d.contact,
-                owner=d.owner,
-            ),
-            actor,
-        )
-        if d.assessed_days_ago is not None:
-            assess(
-                uow,
-                d.name,
-                AssessmentIn(result=d.result, notes=d.notes, assessor=d.assessor or d.owner),
-                actor,
-                now=now - timedelta(days=d.assessed_days_ago),
-            )
-        added["vendors"] += 1
-    return added
 
 
 __all__ = [

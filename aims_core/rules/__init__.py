@@ -1,0 +1,1 @@
+"""Rule schemas: the pydantic models of the YAML policy files an organisation may override."""

@@ -1,0 +1,90 @@
+"""Gap assessments against ISO/IEC 42001: pre-fill, answer, complete, approve, maturity.
+
+An assessment covers every leaf clause (4.1 ... 10.2) and Annex A control. It starts pre-filled:
+the rules of `gap_prefill.yaml` run probes over the engine's own records and suggest a status
+with the records found (`prefill`); everything else is "not assessed". Every channel (the flow's
+Prefect UI form per area, `aims gap record`, an answers file) records through `record`
+(`answers`), which checks each answer and writes all or nothing. The completed assessment is
+approved through the approval service (`approval`); on approval the maturity (`maturity`,
+`gap_maturity.yaml`) is frozen on the assessment, the implementation plan is made
+(`aims_core.services.plan`) and the assessment is kept as evidence (`markdown`), all in one
+transaction. `certification` reads trends and readiness; `report` writes the report and the
+workbook and is the only module that draws (import it as `gap.report`). No Prefect here.
+
+This module only re-exports; the submodules import each other directly.
+"""
+
+from aims_core.services.gap.answers import (
+    accept_suggestions,
+    check_answers,
+    complete,
+    record,
+    start,
+)
+from aims_core.services.gap.approval import approval_spec, record_decision
+from aims_core.services.gap.certification import readiness, trends
+from aims_core.services.gap.maturity import compute_maturity
+from aims_core.services.gap.prefill import Finding, Suggestion, probe, suggestions
+from aims_core.services.gap.queries import (
+    get,
+    latest_approved,
+    list_assessments,
+    open_assessment,
+    resolve,
+)
+from aims_core.services.gap.schemas import (
+    DETAILS_MAX,
+    EVIDENCE_KIND,
+    NOTE_MAX,
+    OPEN,
+    AnswerIn,
+    AreaMaturity,
+    GapAssessmentOut,
+    GapResult,
+    Maturity,
+    Readiness,
+    ReadinessRow,
+    RequirementOut,
+    TrendPoint,
+    approval_key,
+    run_name,
+    subject,
+)
+
+__all__ = [
+    "DETAILS_MAX",
+    "EVIDENCE_KIND",
+    "NOTE_MAX",
+    "OPEN",
+    "AnswerIn",
+    "AreaMaturity",
+    "Finding",
+    "GapAssessmentOut",
+    "GapResult",
+    "Maturity",
+    "Readiness",
+    "ReadinessRow",
+    "RequirementOut",
+    "Suggestion",
+    "TrendPoint",
+    "accept_suggestions",
+    "approval_key",
+    "approval_spec",
+    "check_answers",
+    "complete",
+    "compute_maturity",
+    "get",
+    "latest_approved",
+    "list_assessments",
+    "open_assessment",
+    "probe",
+    "readiness",
+    "record",
+    "record_decision",
+    "resolve",
+    "run_name",
+    "start",
+    "subject",
+    "suggestions",
+    "trends",
+]
