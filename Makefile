@@ -3,6 +3,8 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
+# pytest-xdist workers (auto: one per core); the engine's tests share one worker and one engine.
+PYTEST_WORKERS ?= auto
 
 .PHONY: demo test bench bench-readme reliability-doc lint contract format install install-dev clean
 
@@ -31,9 +33,10 @@ demo: install
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/aims demo run \
 		$(if $(filter 1 true yes,$(DEMO_EXIT)),--exit) $(DEMO_ARGS)
 
-## test: install with dev extras, lint, run the whole test suite
+## test: install with dev extras, lint (with the import contract), run the whole test suite
 test: install-dev lint
-	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest -q $(PYTEST_ARGS)
+	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest -q -n $(PYTEST_WORKERS) \
+		--dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 ## bench: the benchmarks (never part of test or CI): sizes S and M on SQLite and PostgreSQL,
 ## each figure against a baseline measured in the same run; prints a table and writes

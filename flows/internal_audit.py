@@ -36,7 +36,6 @@ from aims_core.errors import AimsError, from_validation_error
 from aims_core.models import AuditStatus, CapaStatus
 from aims_core.services import audits
 from aims_core.services import capa as capas
-from aims_core.services.audit_rounds import current_report_round
 from aims_core.services.audits import AuditOut, AuditRunResult
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
@@ -262,7 +261,7 @@ def internal_audit(audit_id: int) -> AuditRunResult:
     publish_checklist(a)
     waits = Waits()
     while (a := _get(audit_id)).status not in (AuditStatus.closed, AuditStatus.cancelled):
-        report_round = current_report_round(_uow(), audit_id)
+        report_round = audits.current_report_round(_uow(), audit_id)
         if a.status is AuditStatus.reporting:
             report_and_ask(a, report_round)
         else:

@@ -38,7 +38,7 @@ def plan_tracking() -> TickReport:
     logger = get_run_logger()
     report = track(datetime.now(UTC))  # one clock for the whole pass
     for f in report.failures:
-        logger.warning("%s of plan task %d: %s", f.step, f.task_id, f.error)
+        logger.warning("%s of plan task %d: %s", f.step, f.id, f.error)
     logger.info("plan tracking: %s", report.summary())
     lines = [f"# Plan tracking {report.at:%Y-%m-%d %H:%M} UTC", "", report.summary(), ""]
     for head, ids in (

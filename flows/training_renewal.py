@@ -42,9 +42,7 @@ def training_renewal() -> TickReport:
     logger = get_run_logger()
     report = remind_and_escalate(datetime.now(UTC))  # one clock for the whole pass
     for failure in report.failures:
-        logger.warning(
-            "%s of training record %d: %s", failure.step, failure.record_id, failure.error
-        )
+        logger.warning("%s of training record %d: %s", failure.step, failure.id, failure.error)
     logger.info("training renewals: %s", report.summary())
     create_markdown_artifact(
         key=ARTIFACT_KEY, markdown=report.markdown(), description=report.summary()

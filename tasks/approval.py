@@ -16,8 +16,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from aims_core.services import approvals
-from aims_core.services.approval_notices import queue_request_messages
+from aims_core.services import approvals, outbox
 from aims_core.services.reconcile import wait_key
 from aims_core.settings import Settings, get_settings
 from aims_core.uow import Actor, UnitOfWork
@@ -55,7 +54,7 @@ def open_request(spec: approvals.ApprovalRequestIn) -> int:
     if request.flow_run_id != spec.flow_run_id:
         # The same request asked again by a new run (the first one ended): this run now waits.
         approvals.attach_flow_run(UnitOfWork(settings), request.id, str(flow_run.id), actor)
-    queue_request_messages(UnitOfWork(settings), request.id, settings.evidence_key_bytes())
+    outbox.queue_request_messages(UnitOfWork(settings), request.id, settings.evidence_key_bytes())
     return request.id
 
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from demo_org import DEMO_TEMPLATE_DB, with_demo_organisation
 from prefect_harness import free_port
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -115,6 +116,47 @@ def pg_template() -> Iterator[str]:
     admin.dispose()
 
 
+def _demo_data_dir(data: Path, url: str) -> None:
+    """Load the demo organisation into `url` once, with `data` as its data dir (its evidence key,
+    anchor and file store: the chain of the demo's evidence is keyed and anchored there)."""
+    data.mkdir(exist_ok=True)
+    (data / "evidence.key").write_text("test-key-" + uuid.uuid4().hex + "\n")
+    from aims_core.services.demo import load_demo
+
+    load_demo(UnitOfWork(Settings(data_dir=data, database_url=url)), TEST_ACTOR)
+    dispose_engine(url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_demo_template(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding the demo organisation (Northwind Lending) on SQLite, made once per
+    session: loading it costs ~1.3 s, which ~500 tests would otherwise each pay."""
+    data = tmp_path_factory.mktemp("sqlite-demo-template") / "data"
+    data.mkdir()
+    shutil.copy(sqlite_template, data / "aims.db")
+    url = f"sqlite:///{data / 'aims.db'}"
+    _demo_data_dir(data, url)
+    with get_engine(url).connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    dispose_engine(url)
+    return data
+
+
+@pytest.fixture(scope="session")
+def pg_demo_template(pg_template: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The demo organisation on PostgreSQL (DEMO_TEMPLATE_DB) and its data dir, made once."""
+    admin = create_engine(pg_template, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {DEMO_TEMPLATE_DB} TEMPLATE {TEMPLATE_DB}"))
+    url = make_url(pg_template).set(database=DEMO_TEMPLATE_DB).render_as_string(hide_password=False)
+    data = tmp_path_factory.mktemp("pg-demo-template") / "data"
+    _demo_data_dir(data, url)
+    yield data
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {DEMO_TEMPLATE_DB} WITH (FORCE)"))
+    admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def settings(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -154,12 +196,9 @@ def actor() -> Actor:
 
 
 @pytest.fixture
-def org(settings: Settings, actor: Actor) -> UnitOfWork:
+def org(request: pytest.FixtureRequest, settings: Settings) -> UnitOfWork:
     """The demo organisation (Northwind Lending) in the test's database."""
-    from aims_core.services.demo import load_demo
-
-    load_demo(UnitOfWork(settings), actor)
-    return UnitOfWork(settings)
+    return UnitOfWork(with_demo_organisation(request, settings))
 
 
 @pytest.fixture
@@ -176,3 +215,13 @@ def run_cli(cli: CliRunner, settings: Settings):  # type: ignore[no-untyped-def]
         return cli.invoke(app, list(args), input=input)
 
     return invoke
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), every test on the session's engine (a Prefect API
+    and a served runner: ~22 s to start, ~300 MB) runs in one worker, so one engine is started
+    for the whole suite while the other workers take the service-level tests."""
+    for item in items:
+        if "engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("engine"))

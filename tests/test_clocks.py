@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_org import with_demo_organisation
 from fakes.slack_api import FakeSlack, fake_slack, slack_settings
 from sqlalchemy import delete, func, select
 
@@ -34,7 +35,6 @@ from aims_core.services.clocks import (
     ClockOut,
     reminder_at,
 )
-from aims_core.services.demo import load_demo
 from aims_core.services.evidence import append
 from aims_core.services.incidents import IncidentOut
 from aims_core.settings import Settings
@@ -51,9 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def org(settings: Settings, actor: Actor) -> Settings:
-    load_demo(UnitOfWork(settings), actor)
-    return settings
+def org(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    return with_demo_organisation(request, settings)
 
 
 def report(
@@ -266,7 +265,7 @@ def test_escalation_without_anyone_in_the_role_is_retried(org: Settings, actor: 
         uow.commit()
     rep = clocks.tick(org, now=c.deadline)
     assert rep.overdue_ids == [c.id] and rep.escalated_ids == []
-    assert [(f.step, f.clock_id) for f in rep.failures] == [("escalate", c.id)]
+    assert [(f.step, f.id) for f in rep.failures] == [("escalate", c.id)]
     assert "compliance-officer" in rep.failures[0].error
     assert clock(org, c.id).escalated_at is None
     with UnitOfWork(org) as uow:

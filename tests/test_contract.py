@@ -90,7 +90,7 @@ def _loaded(statement: str) -> set[str]:
     return set(done.stdout.split())
 
 
-@pytest.mark.parametrize("flow", ["stage_gate"])
+@pytest.mark.parametrize("flow", ["stage_gate", "incident_response", "management_review"])
 def test_a_flow_module_loads_no_report_or_slack_library(flow: str) -> None:
     heavy = {"pandas", "matplotlib", "openpyxl", "jinja2", "slack_sdk"}
     assert _loaded(f"import flows.{flow}") & heavy == set()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_org import with_demo_organisation
 from fakes.slack_api import FakeSlack, fake_slack, slack_settings
 from sqlalchemy import func, select
 
@@ -35,7 +36,6 @@ from aims_core.rules.incident import (
     parse_clock_rules,
 )
 from aims_core.services import incidents
-from aims_core.services.demo import load_demo
 from aims_core.services.evidence import append
 from aims_core.services.incidents import IncidentIn, RootCauseIn
 from aims_core.services.outbox import NotificationOut, notification_out
@@ -51,9 +51,8 @@ DATA = ROOT / "aims_core" / "data"
 
 
 @pytest.fixture
-def org(settings: Settings, actor: Actor) -> Settings:
-    load_demo(UnitOfWork(settings), actor)
-    return settings
+def org(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    return with_demo_organisation(request, settings)
 
 
 def incident_in(**overrides: Any) -> IncidentIn:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from demo_org import with_demo_organisation
 from fakes.slack_api import FakeSlack, fake_slack, slack_settings
 from pydantic import SecretStr, ValidationError
 from slack_sdk import WebClient
@@ -43,7 +44,6 @@ from aims_core.models import (
     Person,
 )
 from aims_core.services import outbox
-from aims_core.services.demo import load_demo
 from aims_core.services.outbox import NotificationIn, backoff
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
@@ -63,9 +63,8 @@ OPS_CHANNEL = "C0AIMSOPS"
 
 
 @pytest.fixture
-def org(settings: Settings, actor: Actor) -> Settings:
-    load_demo(UnitOfWork(settings), actor)
-    return settings
+def org(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    return with_demo_organisation(request, settings)
 
 
 def _person(s: Any, email: str) -> Person:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from demo_org import with_demo_organisation
 from fakes.slack_api import FakeSlack, fake_slack, slack_settings
 from sqlalchemy import func, select
 
@@ -25,7 +26,6 @@ from aims_core.models import AuditEvent, Notification, NotificationStatus, Outco
 from aims_core.ports import ResumeOutcome
 from aims_core.services import approvals
 from aims_core.services.approvals import ApprovalRequestIn, ApprovalRequestOut, DecisionIn
-from aims_core.services.demo import load_demo
 from aims_core.services.outbox import KIND_ESCALATION, KIND_REMINDER
 from aims_core.services.reconcile import RECONCILER, ReconcileReport
 from aims_core.services.reconcile import reconcile as reconcile_pass
@@ -54,9 +54,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def org(settings: Settings, actor: Actor) -> Settings:
-    load_demo(UnitOfWork(settings), actor)
-    return settings
+def org(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    return with_demo_organisation(request, settings)
 
 
 def make_request(
@@ -201,7 +200,7 @@ def test_deferred_or_failing_resume_stays_pending(org: Settings, actor: Actor) -
 
     broken = FakeResume(ConnectionError("Prefect API unreachable"))
     report = reconcile(org, resume=broken)  # counted, never raised
-    assert [(f.step, f.request_id) for f in report.failures] == [("resume", req.id)]
+    assert [(f.step, f.id) for f in report.failures] == [("resume", req.id)]
     assert "Prefect API unreachable" in report.failures[0].error
     assert approvals.get_request(UnitOfWork(org), req.id).resume_pending
 
@@ -329,7 +328,7 @@ def test_escalation_without_anyone_to_tell_is_a_failure_not_a_record(
         uow.commit()
     report = reconcile(org, now=req.created_at + H)
     assert report.escalated == 0
-    assert [(f.step, f.request_id) for f in report.failures] == [("escalate", req.id)]
+    assert [(f.step, f.id) for f in report.failures] == [("escalate", req.id)]
     assert approvals.get_request(UnitOfWork(org), req.id).escalated_at is None
 
 

@@ -70,7 +70,8 @@ def _default_system() -> str:
 def _engine_up() -> None:
     from prefect.client.orchestration import get_client
 
-    from aims_core.cli.engine import EngineNotRunning, _api_url
+    from aims_core.cli.engine import EngineNotRunning
+    from deployments.prefect_runs import api_url as _api_url
 
     with get_client(sync_client=True) as client:
         if client.api_healthcheck() is not None:

@@ -296,7 +296,7 @@ def tick(as_json: bool = typer.Option(False, "--json", help="Print the pass as J
         return
     typer.echo(f"incident clocks: {report.summary()}")
     for f in report.failures:
-        typer.echo(f"warning: {f.step} clock {f.clock_id}: {f.error}", err=True)
+        typer.echo(f"warning: {f.step} clock {f.id}: {f.error}", err=True)
 
 
 # One incident's commands that live beside their own concerns (intake, drills).

@@ -242,12 +242,20 @@ def _check(doc: _PolicyFile) -> list[tuple[Place, str]]:
     for stage in gates:
         reachable = [t for t in tiers if stages.index(stage) <= ceiling_of.get(t, len(stages))]
         missing = [t for t in reachable if t not in doc.gates.get(stage, {})]
+        # A tier stopped before this stage by its ceiling needs no rule here: say so, since
+        # the missing rule may come from a ceiling removed rather than a rule forgotten.
+        uncapped = [t for t in missing if t not in ceiling_of]
+        hint = (
+            f", nor a ceiling in ceilings stopping {', '.join(uncapped)} earlier"
+            if uncapped
+            else ""
+        )
         if stage not in doc.gates and missing:
             out.append(
-                (("gates",), f"no gate '{stage}' (it needs a rule for {', '.join(missing)})")
+                (("gates",), f"no gate '{stage}' (it needs a rule for {', '.join(missing)}{hint})")
             )
         elif missing:
-            out.append((("gates", stage), f"no rule for tier {', '.join(missing)}"))
+            out.append((("gates", stage), f"no rule for tier {', '.join(missing)}{hint}"))
     return out
 
 

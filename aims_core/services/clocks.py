@@ -50,7 +50,6 @@ from aims_core.rules.incident import (
 )
 from aims_core.services import outbox
 from aims_core.services.directory import role_holders
-from aims_core.services.outbox import TARGET_DM, TARGET_LOG, NotificationIn
 from aims_core.services.passes import Failure, PassReport
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork, locked
@@ -263,18 +262,15 @@ def notify_people(
         if p.id in seen:
             continue
         seen.add(p.id)
-        outbox.queue(
+        outbox.tell(
             session,
-            NotificationIn(
-                idempotency_key=f"{key}-to-{p.id}"[:200],
-                kind=kind,
-                subject=subject,
-                recipient=p.email,
-                target=TARGET_DM if p.slack_user_id else TARGET_LOG,
-                thread_key=f"{subject}-to-{p.id}",
-                text=text[:3000],
-                blocks=blocks,
-            ),
+            p,
+            key=f"{key}-to-{p.id}"[:200],
+            kind=kind,
+            subject=subject,
+            thread_key=f"{subject}-to-{p.id}",
+            text=text[:3000],
+            blocks=blocks,
         )
         out.append(p.email)
     return out
@@ -455,7 +451,7 @@ def clocks_markdown(clocks: Sequence[ClockOut], report: ClockReport | None = Non
         )
     if report is not None and report.failures:
         lines += ["", "### Failures (tried again next pass)", ""]
-        lines += [f"- {f.step} clock {f.clock_id}: {f.error}" for f in report.failures]
+        lines += [f"- {f.step} clock {f.id}: {f.error}" for f in report.failures]
     return "\n".join(lines) + "\n"
 
 

@@ -13,13 +13,14 @@ from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import select
 
-from aims_core.errors import InvalidInput, from_validation_error
+from aims_core.errors import InvalidInput
 from aims_core.evidence_schemas import EvidenceIn
 from aims_core.models import ContextEntry, ContextKind, as_utc
 from aims_core.services import evidence
+from aims_core.services.inputs import validated
 from aims_core.uow import Actor, UnitOfWork
 
 __all__ = ["ContextIn", "ContextOut", "add_entry", "entry_out", "list_entries"]
@@ -63,15 +64,6 @@ def entry_out(row: ContextEntry) -> ContextOut:
     )
 
 
-def _coerce(data: ContextIn | Mapping[str, Any]) -> ContextIn:
-    if isinstance(data, ContextIn):
-        return data
-    try:
-        return ContextIn.model_validate(data)
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
-
-
 def _markdown(row: ContextEntry) -> str:
     lines = [
         f"# Context ({row.kind.value}, {row.change}): {row.title}",
@@ -91,7 +83,7 @@ def add_entry(
     now: datetime | None = None,
 ) -> ContextOut:
     """Record a change in the context, with its evidence and audit event, in one transaction."""
-    data = _coerce(data)
+    data = validated(ContextIn, data)
     at = as_utc(now) if now is not None else datetime.now(UTC)
     with uow:
         row = ContextEntry(

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from aims_core import fault_points
 from aims_core.db import get_engine, is_sqlite
-from aims_core.errors import AimsError, Conflict, InvalidInput, from_validation_error
+from aims_core.errors import AimsError, Conflict, InvalidInput
 from aims_core.evidence_schemas import (
     SUBJECT_KINDS,
     Anchor,
@@ -45,6 +45,7 @@ from aims_core.evidence_schemas import (
     VerifyReport,
 )
 from aims_core.models import Evidence, EvidenceHead
+from aims_core.services.inputs import validated
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
 
@@ -254,15 +255,6 @@ def _prepare_content(settings: Settings, data: EvidenceIn) -> _Content:
 # --- append ----------------------------------------------------------------------------------
 
 
-def _coerce(data: EvidenceIn | Mapping[str, Any]) -> EvidenceIn:
-    if isinstance(data, EvidenceIn):
-        return data
-    try:
-        return EvidenceIn.model_validate(data)
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
-
-
 def _out(row: Evidence | Row[Any], *, replayed: bool = False) -> EvidenceOut:
     created = row.created_at
     if created.tzinfo is None:
@@ -395,7 +387,7 @@ def append(
     same idempotency key and content returns the existing record (`replayed=True`) and writes
     nothing; the same key with other content raises Conflict.
     """
-    data = _coerce(data)
+    data = validated(EvidenceIn, data)
     uow = target if isinstance(target, UnitOfWork) else UnitOfWork(target)
     settings = uow.settings
     key = evidence_key(settings)
@@ -417,7 +409,7 @@ def append_in(uow: UnitOfWork, data: EvidenceIn | Mapping[str, Any], actor: Acto
     Does not commit. After committing, the caller calls `sync_anchor(uow.settings)`; until then
     the anchor lags the database, which `verify` accepts.
     """
-    data = _coerce(data)
+    data = validated(EvidenceIn, data)
     key = evidence_key(uow.settings)
     content = _prepare_content(uow.settings, data)
     return _append_locked(uow, data, content, actor, key)

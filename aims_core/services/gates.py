@@ -32,12 +32,12 @@ from aims_core.models import (
     GateReview,
     GateStatus,
     LifecycleStage,
-    Outcome,
     RiskTier,
     as_utc,
 )
 from aims_core.rules.gate import GATES, GatePolicy, policy_for
 from aims_core.services import evidence, outbox
+from aims_core.services.approvals import approved_by, rejected_by, rejection_reasons
 from aims_core.services.systems import get_system
 from aims_core.uow import Actor, UnitOfWork, locked
 
@@ -435,7 +435,6 @@ def outcome_of(review: GateReviewOut) -> GateOutcome:
 
 def _review_out(session: Session, row: GateReview) -> GateReviewOut:
     request = _request_of(session, row)
-    decisions = request.decisions if request is not None else []
     return GateReviewOut(
         id=row.id,
         system=row.system.name,
@@ -445,8 +444,8 @@ def _review_out(session: Session, row: GateReview) -> GateReviewOut:
         missing=list(row.missing or []),
         reasons=row.reasons,
         request_id=request.id if request is not None else None,
-        approvals=[d.person.email for d in decisions if d.outcome is Outcome.approve],
-        rejections=[d.person.email for d in decisions if d.outcome is Outcome.reject],
+        approvals=approved_by(request) if request is not None else [],
+        rejections=rejected_by(request) if request is not None else [],
         flow_run_id=row.flow_run_id,
         requested_by=row.requested_by,
         created_at=as_utc(row.created_at),
@@ -662,11 +661,7 @@ def _reject(
     uow: UnitOfWork, review: GateReview, system: AISystem, request: ApprovalRequest
 ) -> None:
     review.status = GateStatus.rejected
-    reasons = [
-        f"{d.person.email}: {d.comment}" if d.comment else d.person.email
-        for d in request.decisions
-        if d.outcome is Outcome.reject
-    ]
+    reasons = rejection_reasons(request, bare_email_if_no_comment=True)
     if request.status is ApprovalStatus.cancelled:
         reasons.append("the approval request was cancelled")
     review.reasons = "; ".join(reasons) or "rejected"

@@ -29,12 +29,11 @@ from aims_core.models import (
     Evidence,
     ImpactAssessment,
     ImpactStatus,
-    Outcome,
     as_utc,
 )
 from aims_core.rules.impact_questionnaire import Answer, Questionnaire, questionnaire
 from aims_core.services import evidence
-from aims_core.services.approvals import ApprovalRequestIn
+from aims_core.services.approvals import ApprovalRequestIn, approved_by, rejection_reasons
 from aims_core.services.people import get_person
 from aims_core.services.runs import take_over_open
 from aims_core.services.systems import get_system
@@ -493,9 +492,7 @@ def record_decision(uow: UnitOfWork, assessment_id: int, actor: Actor) -> Impact
                 "impact.approved",
                 subject(row.id),
                 request_id=request.id,
-                approvals=[
-                    d.person.email for d in request.decisions if d.outcome is Outcome.approve
-                ],
+                approvals=approved_by(request),
                 evidence_id=md.id,
                 html_evidence_id=html.id,
             )
@@ -508,11 +505,7 @@ def record_decision(uow: UnitOfWork, assessment_id: int, actor: Actor) -> Impact
                 subject(row.id),
                 request_id=request.id,
                 request_status=request.status.value,
-                reasons=[
-                    f"{d.person.email}: {d.comment}"
-                    for d in request.decisions
-                    if d.outcome is Outcome.reject
-                ],
+                reasons=rejection_reasons(request),
             )
         out = _out(s, row)
         uow.commit()

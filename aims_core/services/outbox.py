@@ -280,6 +280,34 @@ def queue(session: Session, data: NotificationIn | dict[str, Any]) -> Notificati
     return _queue(session, data)[0]
 
 
+def tell(
+    session: Session,
+    person: Person,
+    *,
+    key: str,
+    kind: str,
+    subject: str,
+    thread_key: str,
+    text: str,
+    blocks: list[dict[str, Any]] | None = None,
+    request_id: int | None = None,
+) -> Notification:
+    """Queue a message to one person in the caller's transaction: their Slack DM, or the log for
+    someone without a Slack user (so nobody's message is lost to a missing id). Idempotent."""
+    data = NotificationIn(
+        idempotency_key=key,
+        kind=kind,
+        subject=subject,
+        recipient=person.email,
+        target=TARGET_DM if person.slack_user_id else TARGET_LOG,
+        thread_key=thread_key,
+        text=text,
+        blocks=blocks,
+        request_id=request_id,
+    )
+    return _queue(session, data)[0]
+
+
 def queue_notification(
     uow: UnitOfWork, data: NotificationIn | dict[str, Any], actor: Actor
 ) -> NotificationOut:
@@ -553,18 +581,17 @@ def _personal(
     thread_key: str,
     message: SlackMessage,
 ) -> Notification:
-    data = NotificationIn(
-        idempotency_key=key,
+    return tell(
+        session,
+        person,
+        key=key,
         kind=kind,
         subject=req.subject,
-        recipient=person.email,
-        target=TARGET_DM if person.slack_user_id else TARGET_LOG,
         thread_key=thread_key,
         text=message.text,
         blocks=message.blocks,
         request_id=req.id,
     )
-    return _queue(session, data)[0]
 
 
 def _thread(req: ApprovalRequest, person_id: int) -> str:
@@ -575,6 +602,25 @@ def _thread(req: ApprovalRequest, person_id: int) -> str:
 def _undecided(req: ApprovalRequest) -> list[Person]:
     decided = {d.person_id for d in req.decisions}
     return [a.person for a in req.approvers if a.person_id not in decided]
+
+
+def _to_undecided(
+    session: Session, req: ApprovalRequest, kind: str, key: str, message: SlackMessage
+) -> list[Notification]:
+    """`message` to each approver who has not decided yet, on their thread of the request; the
+    row's key is `{key}-to-{person id}`."""
+    return [
+        _personal(
+            session,
+            key=f"{key}-to-{p.id}",
+            kind=kind,
+            req=req,
+            person=p,
+            thread_key=_thread(req, p.id),
+            message=message,
+        )
+        for p in _undecided(req)
+    ]
 
 
 def queue_approval_messages(
@@ -602,20 +648,8 @@ def queue_approval_messages(
                 .order_by(Notification.id)
             )
         )
-    view = approval_view(session, req)
-    message = approval_request_message(view, with_code=key is not None)
-    return [
-        _personal(
-            session,
-            key=f"approval-{req.id}-r{req.round}-to-{p.id}",
-            kind=KIND_APPROVAL,
-            req=req,
-            person=p,
-            thread_key=_thread(req, p.id),
-            message=message,
-        )
-        for p in _undecided(req)
-    ]
+    message = approval_request_message(approval_view(session, req), with_code=key is not None)
+    return _to_undecided(session, req, KIND_APPROVAL, f"approval-{req.id}-r{req.round}", message)
 
 
 def queue_reminder(
@@ -628,20 +662,8 @@ def queue_reminder(
     req = _request(session, request_id)
     if req.status != ApprovalStatus.open:
         return []
-    view = approval_view(session, req)
-    message = reminder_message(view, n, with_code=key is not None)
-    return [
-        _personal(
-            session,
-            key=f"approval-{req.id}-reminder-{n}-to-{p.id}",
-            kind=KIND_REMINDER,
-            req=req,
-            person=p,
-            thread_key=_thread(req, p.id),
-            message=message,
-        )
-        for p in _undecided(req)
-    ]
+    message = reminder_message(approval_view(session, req), n, with_code=key is not None)
+    return _to_undecided(session, req, KIND_REMINDER, f"approval-{req.id}-reminder-{n}", message)
 
 
 def queue_escalation(
@@ -748,3 +770,13 @@ def _update(
         updates=original.idempotency_key,
     )
     return _queue(session, data)[0]
+
+
+def queue_request_messages(uow: UnitOfWork, request_id: int, key: bytes | None = None) -> int:
+    """`queue_approval_messages` in a unit of work of its own (a flow step that opened the
+    request; the services that decide queue theirs in their own transaction): one DM per
+    approver who has not decided yet (idempotent); how many the round has."""
+    with uow:
+        rows = queue_approval_messages(uow.session, request_id, key)
+        uow.commit()
+        return len(rows)

@@ -28,23 +28,6 @@ class Failure(BaseModel):
     id: int | str
     error: str
 
-    # The names earlier reports gave the record's id, kept readable for their callers.
-    @property
-    def request_id(self) -> int | str:
-        return self.id
-
-    @property
-    def clock_id(self) -> int | str:
-        return self.id
-
-    @property
-    def record_id(self) -> int | str:
-        return self.id
-
-    @property
-    def task_id(self) -> int | str:
-        return self.id
-
 
 def error_line(exc: BaseException) -> str:
     """How a failure reads in a report: the exception's type and message on one line."""

@@ -33,6 +33,15 @@ def get_person(session: Session, email: str, field: str = "email") -> Person:
     return person
 
 
+def active_person(session: Session, email: str, field: str) -> Person:
+    """The person behind `email` who must be active (an owner, a verifier, a requester), or an
+    InvalidInput naming the field: nobody inactive is given new work."""
+    person = get_person(session, email, field)
+    if not person.active:
+        raise InvalidInput(f"{person.email} is not active", field)
+    return person
+
+
 def persons_by_email(session: Session, emails: Iterable[str]) -> dict[str, Person]:
     wanted = {e.strip().lower() for e in emails}
     if not wanted:

@@ -380,17 +380,14 @@ class TickReport(PassReport):
 
 
 def _notify(session: Session, key: str, kind: str, task: PlanTask, to: Person, text: str) -> None:
-    outbox.queue(
+    outbox.tell(
         session,
-        outbox.NotificationIn(
-            idempotency_key=key,
-            kind=kind,
-            subject=subject(task.id),
-            recipient=to.email,
-            target=outbox.TARGET_DM if to.slack_user_id else outbox.TARGET_LOG,
-            thread_key=f"plan-task-{task.id}-to-{to.id}",
-            text=text,
-        ),
+        to,
+        key=key,
+        kind=kind,
+        subject=subject(task.id),
+        thread_key=f"plan-task-{task.id}-to-{to.id}",
+        text=text,
     )
 
 

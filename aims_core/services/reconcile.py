@@ -166,7 +166,7 @@ class ReconcileReport(PassReport):
             ]
         if self.failures:
             lines += ["", "### Failures (tried again next pass)", ""]
-            lines += [f"- {f.step} #{f.request_id}: {_cell(f.error)}" for f in self.failures]
+            lines += [f"- {f.step} #{f.id}: {_cell(f.error)}" for f in self.failures]
         return "\n".join(lines) + "\n"
 
 

@@ -29,7 +29,6 @@ from aims_core.models import (
     ApprovalRequest,
     ApprovalStatus,
     LifecycleStage,
-    Outcome,
     Risk,
     RiskStatus,
     RiskTier,
@@ -37,7 +36,7 @@ from aims_core.models import (
 )
 from aims_core.rules.risk import RiskPolicy, risk_policy
 from aims_core.schemas import Email, SystemName, no_nul
-from aims_core.services.approvals import ApprovalRequestIn
+from aims_core.services.approvals import ApprovalRequestIn, rejection_reasons
 from aims_core.services.people import get_person
 from aims_core.services.systems import get_system
 from aims_core.uow import Actor, UnitOfWork
@@ -535,9 +534,7 @@ def _apply_decision(uow: UnitOfWork, risk: Risk, req: ApprovalRequest, actor: Ac
         risk.status = RiskStatus.treated
         uow.audit(actor, "risk.accepted", _subject(risk), request_id=req.id)
         return f"risk {risk.id}: acceptance approved (request {req.id})"
-    reasons = "; ".join(
-        f"{d.person.email}: {d.comment}" for d in req.decisions if d.outcome is Outcome.reject
-    )
+    reasons = "; ".join(rejection_reasons(req))
     risk.status = RiskStatus.open
     risk.treatment = None
     risk.residual_likelihood = risk.residual_impact = risk.residual_score = None

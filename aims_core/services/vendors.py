@@ -247,17 +247,14 @@ def _out(session: Session, v: Vendor, policy: VendorPolicy, now: datetime) -> Ve
 
 
 def _notify(session: Session, idem: str, v: Vendor, person: Person, text: str) -> None:
-    outbox.queue(
+    outbox.tell(
         session,
-        outbox.NotificationIn(
-            idempotency_key=idem,
-            kind="vendor-reassessment",
-            subject=subject(v),
-            recipient=person.email,
-            target=outbox.TARGET_DM if person.slack_user_id else outbox.TARGET_LOG,
-            thread_key=f"vendor-{v.id}-to-{person.id}",
-            text=text,
-        ),
+        person,
+        key=idem,
+        kind="vendor-reassessment",
+        subject=subject(v),
+        thread_key=f"vendor-{v.id}-to-{person.id}",
+        text=text,
     )
 
 

@@ -20,10 +20,13 @@ from aims_core.services.approvals.escalation import (
 )
 from aims_core.services.approvals.queries import (
     ORG_SCOPE,
+    approved_by,
     get_request,
     list_requests,
     open_requests,
     person_for_slack_user,
+    rejected_by,
+    rejection_reasons,
     request_out,
 )
 from aims_core.services.approvals.requesting import DECIDING_KINDS, create_request
@@ -56,6 +59,7 @@ __all__ = [
     "DecisionResult",
     "RefusalReason",
     "Refused",
+    "approved_by",
     "attach_flow_run",
     "competence_checks",
     "create_request",
@@ -70,5 +74,7 @@ __all__ = [
     "person_for_slack_user",
     "record_escalation",
     "record_reminder",
+    "rejected_by",
+    "rejection_reasons",
     "request_out",
 ]

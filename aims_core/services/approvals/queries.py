@@ -26,6 +26,7 @@ from aims_core.uow import UnitOfWork, locked
 
 __all__ = [
     "ORG_SCOPE",
+    "approved_by",
     "get_request",
     "list_requests",
     "load",
@@ -34,6 +35,8 @@ __all__ = [
     "open_requests",
     "person_for_slack_user",
     "raci_of",
+    "rejected_by",
+    "rejection_reasons",
     "request_out",
     "subject",
     "with_everything",
@@ -105,6 +108,32 @@ def request_out(r: ApprovalRequest) -> ApprovalRequestOut:
         last_reminded_at=_aware(r.last_reminded_at),
         escalated_at=_aware(r.escalated_at),
     )
+
+
+def approved_by(request: ApprovalRequest) -> list[str]:
+    """The emails of those who approved, in decision order: what a record keeps as its approvers."""
+    return [d.person.email for d in request.decisions if d.outcome is Outcome.approve]
+
+
+def rejected_by(request: ApprovalRequest) -> list[str]:
+    """The emails of those who rejected, in decision order."""
+    return [d.person.email for d in request.decisions if d.outcome is Outcome.reject]
+
+
+def rejection_reasons(
+    request: ApprovalRequest, *, bare_email_if_no_comment: bool = False
+) -> list[str]:
+    """`email: comment` per rejection, in decision order: what the requester is told and the
+    audit keeps. `decide` refuses a rejection without a comment, so an empty one is a row made
+    otherwise; with `bare_email_if_no_comment` (policies, gates) it reads as the email alone,
+    as it always has there, and elsewhere as `email: `."""
+    return [
+        d.person.email
+        if bare_email_if_no_comment and not d.comment
+        else f"{d.person.email}: {d.comment}"
+        for d in request.decisions
+        if d.outcome is Outcome.reject
+    ]
 
 
 def load(session: Session, request_id: int) -> ApprovalRequest:

@@ -63,6 +63,7 @@ from aims_core.services.audits.queries import (
     subject,
 )
 from aims_core.services.audits.report import (
+    current_report_round,
     record_report,
     render_report,
     report_context,
@@ -112,6 +113,7 @@ __all__ = [
     "check_startable",
     "complete_fieldwork",
     "conflicts",
+    "current_report_round",
     "ensure_capas",
     "get_audit",
     "get_programme",

@@ -11,15 +11,12 @@ from aims_core.services.audits.queries import subject
 
 def _notify(session: Session, key: str, kind: str, row: Audit, person: Person, text: str) -> None:
     """A message to one person, queued in the caller's transaction (Slack DM, else the log)."""
-    outbox.queue(
+    outbox.tell(
         session,
-        outbox.NotificationIn(
-            idempotency_key=key,
-            kind=kind,
-            subject=subject(row.id),
-            recipient=person.email,
-            target=outbox.TARGET_DM if person.slack_user_id else outbox.TARGET_LOG,
-            thread_key=f"audit-{row.id}-to-{person.id}",
-            text=text,
-        ),
+        person,
+        key=key,
+        kind=kind,
+        subject=subject(row.id),
+        thread_key=f"audit-{row.id}-to-{person.id}",
+        text=text,
     )

@@ -39,6 +39,13 @@ def report_round(session: Session, audit_id: int) -> int:
     return 1 + (refused or 0)
 
 
+def current_report_round(uow: UnitOfWork, audit_id: int) -> int:
+    """The audit's report round, read in a unit of work of its own (the internal-audit flow keys
+    its report tasks and waits by it: a rejected report is written and asked anew)."""
+    with uow.read():
+        return report_round(uow.session, audit_id)
+
+
 def _result_of(findings: list[FindingOut], completed: bool) -> str:
     if findings:
         worst = min(findings, key=lambda f: _FINDING_ORDER[f.kind])

@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from aims_core.errors import Conflict, NotFound
 from aims_core.evidence_schemas import EvidenceIn
-from aims_core.models import ApprovalRequest, ApprovalStatus, AuditStatus, Evidence, Outcome, as_utc
+from aims_core.models import ApprovalRequest, ApprovalStatus, AuditStatus, Evidence, as_utc
 from aims_core.rules.audit import audit_policy
 from aims_core.services import evidence
-from aims_core.services.approvals import ApprovalRequestIn
+from aims_core.services.approvals import ApprovalRequestIn, approved_by, rejection_reasons
 from aims_core.services.audits.notify import _notify
 from aims_core.services.audits.periods import _tz, _utc
 from aims_core.services.audits.queries import _load, _out, subject
@@ -91,12 +91,7 @@ def record_report_decision(
         if request is None:
             raise NotFound(f"no approval request {request_id}", "request")
         if row.status is AuditStatus.reporting and request.status is not ApprovalStatus.open:
-            approvals = [d.person.email for d in request.decisions if d.outcome is Outcome.approve]
-            reasons = [
-                f"{d.person.email}: {d.comment}"
-                for d in request.decisions
-                if d.outcome is Outcome.reject
-            ]
+            approvals, reasons = approved_by(request), rejection_reasons(request)
             if request.status is ApprovalStatus.approved:
                 row.status = AuditStatus.closed
                 ev = evidence.append_in(

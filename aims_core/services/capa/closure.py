@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from aims_core.errors import Conflict
-from aims_core.models import ApprovalRequest, ApprovalStatus, Capa, CapaStatus, Outcome, as_utc
+from aims_core.models import ApprovalRequest, ApprovalStatus, Capa, CapaStatus, as_utc
 from aims_core.rules.capa import capa_policy
-from aims_core.services.approvals import ApprovalRequestIn
+from aims_core.services.approvals import ApprovalRequestIn, approved_by, rejection_reasons
 from aims_core.services.capa.queries import (
     analyses_of,
     capa_out,
@@ -116,7 +116,7 @@ def record_closure(
         )
         if request is None or request.status is ApprovalStatus.open:
             raise Conflict(f"CAPA {row.id}'s closure is not decided yet", "capa")
-        approvals = [d.person.email for d in request.decisions if d.outcome is Outcome.approve]
+        approvals = approved_by(request)
         if request.status is ApprovalStatus.approved:
             row.status = CapaStatus.closed
             row.closed_at = at
@@ -139,11 +139,7 @@ def record_closure(
                 evidence_id=ev,
             )
         else:
-            reasons = [
-                f"{d.person.email}: {d.comment}"
-                for d in request.decisions
-                if d.outcome is Outcome.reject
-            ]
+            reasons = rejection_reasons(request)
             results[-1] = {**results[-1], "closure": "rejected", "closure_reasons": reasons}
             row.verification = {**(row.verification or {}), "results": results}
             row.status = CapaStatus.verification

@@ -30,7 +30,6 @@ from aims_core.services.capa.queries import (
     similar_rows,
 )
 from aims_core.services.capa.recording import (
-    active_person,
     allowed,
     commit_and_anchor,
     head,
@@ -48,6 +47,7 @@ from aims_core.services.capa.schemas import (
     at_or_now,
     subject,
 )
+from aims_core.services.people import active_person
 from aims_core.services.systems import get_system
 from aims_core.uow import Actor, UnitOfWork
 

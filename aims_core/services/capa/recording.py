@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from aims_core.errors import Conflict, InvalidInput
+from aims_core.errors import Conflict
 from aims_core.evidence_schemas import EvidenceIn
 from aims_core.models import Capa, CapaStatus, Person
 from aims_core.services import evidence, outbox
 from aims_core.services.capa.queries import capa_out
 from aims_core.services.capa.schemas import EVIDENCE_KIND, CapaOut, subject
-from aims_core.services.people import get_person
 from aims_core.uow import Actor, UnitOfWork
 
 
@@ -28,14 +27,6 @@ def allowed(row: Capa, doing: str, *statuses: CapaStatus) -> None:
             f"it waits for {now.next_step}",
             "capa",
         )
-
-
-def active_person(session: Session, email: str, field: str) -> Person:
-    """The person behind `email` (an owner, a verifier), who must be active."""
-    person = get_person(session, email, field)
-    if not person.active:
-        raise InvalidInput(f"{person.email} is not active", field)
-    return person
 
 
 def record_evidence(
@@ -59,17 +50,14 @@ def record_evidence(
 
 def notify(session: Session, key: str, kind: str, row: Capa, person: Person, text: str) -> None:
     """A message to one person, queued in the caller's transaction (Slack DM, else the log)."""
-    outbox.queue(
+    outbox.tell(
         session,
-        outbox.NotificationIn(
-            idempotency_key=key,
-            kind=kind,
-            subject=subject(row.id),
-            recipient=person.email,
-            target=outbox.TARGET_DM if person.slack_user_id else outbox.TARGET_LOG,
-            thread_key=f"capa-{row.id}-to-{person.id}",
-            text=text,
-        ),
+        person,
+        key=key,
+        kind=kind,
+        subject=subject(row.id),
+        thread_key=f"capa-{row.id}-to-{person.id}",
+        text=text,
     )
 
 

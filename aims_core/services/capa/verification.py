@@ -16,7 +16,6 @@ from aims_core.models import Capa, CapaStatus, Person, as_utc
 from aims_core.rules.capa import CapaPolicy, capa_policy
 from aims_core.services.capa.queries import load_capa, results_of
 from aims_core.services.capa.recording import (
-    active_person,
     allowed,
     commit_and_anchor,
     head,
@@ -24,6 +23,7 @@ from aims_core.services.capa.recording import (
     record_evidence,
 )
 from aims_core.services.capa.schemas import TEXT_MAX, CapaOut, VerificationOut, at_or_now, subject
+from aims_core.services.people import active_person
 from aims_core.uow import Actor, UnitOfWork
 
 

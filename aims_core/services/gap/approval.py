@@ -20,12 +20,11 @@ from aims_core.models import (
     Decision,
     GapAssessment,
     GapStatus,
-    Outcome,
     Person,
 )
 from aims_core.rules.gap import maturity_rule, plan_policy
 from aims_core.services import evidence, plan
-from aims_core.services.approvals import ApprovalRequestIn
+from aims_core.services.approvals import ApprovalRequestIn, approved_by, rejection_reasons
 from aims_core.services.gap.markdown import render_markdown
 from aims_core.services.gap.maturity import compute_maturity
 from aims_core.services.gap.queries import _load, _out, get
@@ -152,9 +151,7 @@ def record_decision(
                 "gap.approved",
                 subject(row.id),
                 request_id=request.id,
-                approvals=[
-                    d.person.email for d in request.decisions if d.outcome is Outcome.approve
-                ],
+                approvals=approved_by(request),
                 overall=maturity.overall,
                 plan_tasks=len(tasks),
                 evidence_id=ev.id,
@@ -168,11 +165,7 @@ def record_decision(
                 subject(row.id),
                 request_id=request.id,
                 request_status=request.status.value,
-                reasons=[
-                    f"{d.person.email}: {d.comment}"
-                    for d in request.decisions
-                    if d.outcome is Outcome.reject
-                ],
+                reasons=rejection_reasons(request),
             )
         out = _out(s, uow.settings, row)
         uow.commit()

@@ -9,7 +9,8 @@ from typing import Any
 from aims_core.errors import InvalidInput
 from aims_core.services.clocks import timeline_event
 from aims_core.services.incidents.queries import _get, _out
-from aims_core.services.incidents.schemas import IncidentOut, RootCauseIn, _coerce, _utc_now
+from aims_core.services.incidents.schemas import IncidentOut, RootCauseIn, _utc_now
+from aims_core.services.inputs import validated
 from aims_core.uow import Actor, UnitOfWork
 
 
@@ -18,7 +19,7 @@ def record_root_cause(
 ) -> IncidentOut:
     """Record the root-cause analysis (5 whys and/or fishbone). Recording the same analysis
     again writes nothing; a revised one replaces it, and the timeline keeps both."""
-    rca = _coerce(RootCauseIn, rca)
+    rca = validated(RootCauseIn, rca)
     analysis = rca.model_dump()
     now = _utc_now()
     with uow:

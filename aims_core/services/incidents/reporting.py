@@ -28,10 +28,10 @@ from aims_core.services.incidents.schemas import (
     IncidentIn,
     IncidentOut,
     ReportResult,
-    _coerce,
     _jsonable,
     _utc_now,
 )
+from aims_core.services.inputs import validated
 from aims_core.services.systems import get_system
 from aims_core.uow import Actor, UnitOfWork
 
@@ -135,7 +135,7 @@ def report(
     """Record an incident (or attach a repeat), classify it, start its report-time clocks and
     queue its first notifications, in one transaction. Bad input: InvalidInput naming the field,
     nothing written; an unknown system: NotFound on `system`."""
-    data = _coerce(IncidentIn, data)
+    data = validated(IncidentIn, data)
     policy = incident_policy(uow.settings)
     cls = policy.classification
     sev = cls.severity(data.severity)

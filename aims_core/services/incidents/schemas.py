@@ -14,12 +14,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from aims_core.errors import from_validation_error
 from aims_core.models import IncidentStatus, as_utc
 from aims_core.schemas import no_nul
 from aims_core.services.clocks import ClockOut
@@ -153,15 +151,6 @@ class RootCauseIn(BaseModel):
         if not self.root_cause:
             self.root_cause = self.whys[-1]
         return self
-
-
-def _coerce(model: type[BaseModel], data: BaseModel | Mapping[str, Any]) -> Any:
-    if isinstance(data, model):
-        return data
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,10 +12,10 @@ from typing import Any
 
 from aims_core.errors import InvalidInput, NotFound
 from aims_core.models import ExceptionStatus, PolicyException, as_utc
+from aims_core.services.people import active_person
 from aims_core.services.policies.due import as_of, end_of_day
 from aims_core.services.policies.queries import exception_out, load_policy
 from aims_core.services.policies.records import (
-    active_person,
     commit_and_anchor,
     record_evidence,
 )

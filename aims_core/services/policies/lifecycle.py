@@ -20,7 +20,6 @@ from aims_core.errors import Conflict, InvalidInput, NotFound
 from aims_core.models import (
     ApprovalRequest,
     ApprovalStatus,
-    Outcome,
     Person,
     Policy,
     PolicyReview,
@@ -29,7 +28,8 @@ from aims_core.models import (
     as_utc,
 )
 from aims_core.rules.policy import governance
-from aims_core.services.approvals import ApprovalRequestIn
+from aims_core.services.approvals import ApprovalRequestIn, approved_by
+from aims_core.services.people import active_person
 from aims_core.services.policies.documents import template_file
 from aims_core.services.policies.due import as_of, next_review_due
 from aims_core.services.policies.queries import (
@@ -41,7 +41,6 @@ from aims_core.services.policies.queries import (
     version_out,
 )
 from aims_core.services.policies.records import (
-    active_person,
     commit_and_anchor,
     notify,
     record_evidence,
@@ -285,8 +284,7 @@ def settle_approval(
             raise Conflict(f"approval request {request_id} is not decided yet", "request")
         v.request_id = req.id
         if req.status is ApprovalStatus.approved:
-            approvers = [d.person.email for d in req.decisions if d.outcome is Outcome.approve]
-            _approve(uow, row, v, at, ", ".join(approvers) or "approval service", actor)
+            _approve(uow, row, v, at, ", ".join(approved_by(req)) or "approval service", actor)
         else:
             v.status = PolicyVersionStatus.rejected
             s.flush()

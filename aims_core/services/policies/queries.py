@@ -15,7 +15,6 @@ from aims_core.models import (
     AISystem,
     ApprovalRequest,
     ExceptionStatus,
-    Outcome,
     Policy,
     PolicyException,
     PolicyReview,
@@ -23,6 +22,7 @@ from aims_core.models import (
     PolicyVersionStatus,
     as_utc,
 )
+from aims_core.services import approvals
 from aims_core.services.policies.due import as_of, next_review_due
 from aims_core.services.policies.schemas import (
     PENDING,
@@ -56,11 +56,7 @@ def rejection_reasons(session: Session, request_id: int | None) -> list[str]:
     req = session.get(ApprovalRequest, request_id)
     if req is None:
         return []
-    return [
-        f"{d.person.email}: {d.comment}" if d.comment else d.person.email
-        for d in req.decisions
-        if d.outcome is Outcome.reject
-    ]
+    return approvals.rejection_reasons(req, bare_email_if_no_comment=True)
 
 
 def version_out(session: Session, row: Policy, v: PolicyVersion) -> VersionOut:

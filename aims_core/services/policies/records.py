@@ -6,20 +6,11 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from aims_core.errors import InvalidInput
 from aims_core.evidence_schemas import EvidenceIn
 from aims_core.models import Person
 from aims_core.services import evidence, outbox
-from aims_core.services.people import get_person
 from aims_core.services.policies.schemas import subject
 from aims_core.uow import Actor, UnitOfWork
-
-
-def active_person(session: Session, email: str, field: str) -> Person:
-    person = get_person(session, email, field)
-    if not person.active:
-        raise InvalidInput(f"{person.email} is not active", field)
-    return person
 
 
 def record_evidence(
@@ -42,17 +33,14 @@ def record_evidence(
 
 def notify(session: Session, idem: str, kind: str, key: str, person: Person, text: str) -> None:
     """A message to one person, queued in the caller's transaction (Slack DM, else the log)."""
-    outbox.queue(
+    outbox.tell(
         session,
-        outbox.NotificationIn(
-            idempotency_key=idem,
-            kind=kind,
-            subject=subject(key),
-            recipient=person.email,
-            target=outbox.TARGET_DM if person.slack_user_id else outbox.TARGET_LOG,
-            thread_key=f"policy-{key}-to-{person.id}",
-            text=text,
-        ),
+        person,
+        key=idem,
+        kind=kind,
+        subject=subject(key),
+        thread_key=f"policy-{key}-to-{person.id}",
+        text=text,
     )
 
 

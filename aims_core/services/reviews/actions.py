@@ -9,15 +9,15 @@ from datetime import UTC, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from aims_core.errors import Conflict, InvalidInput, NotFound, from_validation_error
+from aims_core.errors import Conflict, InvalidInput, NotFound
 from aims_core.evidence_schemas import EvidenceIn
 from aims_core.models import ManagementReview, Person, ReviewAction, ReviewStatus, as_utc
 from aims_core.services import evidence, outbox
-from aims_core.services.people import get_person
+from aims_core.services.inputs import validated
+from aims_core.services.people import active_person
 from aims_core.services.reviews.periods import as_of, period_bounds, subject
 from aims_core.services.reviews.queries import action_out, load_review
 from aims_core.services.reviews.schemas import EVIDENCE_KIND, ActionOut, DecisionIn
@@ -26,17 +26,14 @@ from aims_core.uow import Actor, UnitOfWork, locked
 
 def notify(s: Session, key: str, kind: str, period: str, person: Person, text: str) -> None:
     """A message to an action's owner, queued in the caller's transaction (DM, else the log)."""
-    outbox.queue(
+    outbox.tell(
         s,
-        outbox.NotificationIn(
-            idempotency_key=key,
-            kind=kind,
-            subject=subject(period),
-            recipient=person.email,
-            target=outbox.TARGET_DM if person.slack_user_id else outbox.TARGET_LOG,
-            thread_key=f"review-{period}-to-{person.id}",
-            text=text,
-        ),
+        person,
+        key=key,
+        kind=kind,
+        subject=subject(period),
+        thread_key=f"review-{period}-to-{person.id}",
+        text=text,
     )
 
 
@@ -49,11 +46,7 @@ def decide(
 ) -> ActionOut:
     """Record a decision of the review as a tracked action (owner told); refused once the
     minutes are approved: they are final."""
-    if not isinstance(data, DecisionIn):
-        try:
-            data = DecisionIn.model_validate(data)
-        except ValidationError as exc:
-            raise from_validation_error(exc) from None
+    data = validated(DecisionIn, data)
     at = as_of(now)
     zone = ZoneInfo(uow.settings.timezone)
     if data.due < at.astimezone(zone).date():
@@ -67,9 +60,7 @@ def decide(
                 f"the minutes of {row.period} are approved: record the decision in the next review",
                 "period",
             )
-        owner = get_person(s, data.owner, "owner")
-        if not owner.active:
-            raise InvalidInput(f"{owner.email} is not active", "owner")
+        owner = active_person(s, data.owner, "owner")
         action = ReviewAction(
             review_id=row.id,
             decision=data.decision,

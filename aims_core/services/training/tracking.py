@@ -91,17 +91,14 @@ def run_name(settings: Settings, at: datetime) -> str:
 
 def _notify(session: Session, key: str, kind: str, about: Person, to: Person, text: str) -> None:
     """A message to one person about `about`'s training, queued in the caller's transaction."""
-    outbox.queue(
+    outbox.tell(
         session,
-        outbox.NotificationIn(
-            idempotency_key=key,
-            kind=kind,
-            subject=f"person:{about.email}",
-            recipient=to.email,
-            target=outbox.TARGET_DM if to.slack_user_id else outbox.TARGET_LOG,
-            thread_key=f"training-{about.id}-to-{to.id}",
-            text=text,
-        ),
+        to,
+        key=key,
+        kind=kind,
+        subject=f"person:{about.email}",
+        thread_key=f"training-{about.id}-to-{to.id}",
+        text=text,
     )
 
 

@@ -1,0 +1,44 @@
+"""The demo organisation for a test, copied from a template made once per session.
+
+Loading the demo organisation (`load_demo`) costs ~1.3 s; some 500 tests start from it. The
+session makes it once per database kind (tests/conftest.py: `sqlite_demo_template`,
+`pg_demo_template`) and each test gets a copy of it in place of its fresh database.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from aims_core.db import dispose_engine
+from aims_core.settings import Settings
+
+#: The PostgreSQL template holding the demo organisation (one per session: two runs on one
+#: server must not drop each other's).
+DEMO_TEMPLATE_DB = f"aims_test_demo_{uuid.uuid4().hex[:8]}"
+
+
+def with_demo_organisation(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The test's fresh database replaced by a copy of the demo organisation's (the same URL and
+    data dir, so every fixture holding `settings` sees it): what `load_demo` would have written,
+    at the cost of a file copy or a `CREATE DATABASE ... TEMPLATE`."""
+    url = settings.effective_database_url
+    dispose_engine(url)
+    if url.startswith("sqlite"):
+        template = request.getfixturevalue("sqlite_demo_template")
+        for leftover in settings.data_dir.glob("aims.db*"):
+            leftover.unlink()
+    else:
+        template = request.getfixturevalue("pg_demo_template")
+        name = make_url(url).database
+        admin = create_engine(request.getfixturevalue("pg_template"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {DEMO_TEMPLATE_DB}"))
+        admin.dispose()
+    shutil.copytree(template, settings.data_dir, dirs_exist_ok=True)
+    return settings
