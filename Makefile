@@ -36,7 +36,7 @@ demo: install
 ## test: install with dev extras, lint (with the import contract), run the whole test suite
 test: install-dev lint
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest -q -n $(PYTEST_WORKERS) \
-		--dist loadgroup --durations=25 $(PYTEST_ARGS)
+		--dist loadgroup --durations=40 $(PYTEST_ARGS)
 
 ## bench: the benchmarks (never part of test or CI): sizes S and M on SQLite and PostgreSQL,
 ## each figure against a baseline measured in the same run; prints a table and writes

@@ -157,7 +157,9 @@ def test_a_gate_waiting_for_approval_shows_in_the_prefect_ui(  # type: ignore[no
         resume.click()
         expect(page.get_by_text("Resume Flow Run")).to_be_visible()
         # The form's description (markdown from the run's input) arrives after the dialog opens.
-        expect(page.get_by_text("Gate doc-summariser: concept→design")).to_be_visible()
+        expect(
+            page.get_by_role("heading", name="Gate doc-summariser: concept→design")
+        ).to_be_visible()
         form = page.inner_text("body").split("Resume Flow Run", 1)[1]
         shots.append(screenshot(page, "ui-gate-resume-form.png", capsys))
         assert "Gate doc-summariser: concept→design" in form
