@@ -1,4 +1,4 @@
-"""The approval reconciler's policy: resume what was decided, remind, escalate, deliver.
+"""The approval reconciler's policy: resume what was decided, remind, escalate.
 
 A suspended run cannot look after itself: it has no process while it waits, and it cannot wait
 again after its own timeout. So whatever must happen *around* a wait happens here, on a schedule
@@ -12,7 +12,8 @@ again after its own timeout. So whatever must happen *around* a wait happens her
   reminder to the approvers who have not decided.
 - **escalate**: an open request past its deadline, not yet escalated, is escalated once to the
   Accountable's manager and the governance leads.
-- **deliver**: one delivery pass of the outbox, so the messages above go out now.
+- **deliver**: the flow's delivery step (or, for `aims approvals reconcile`, the `Delivery`
+  given to `reconcile`) sends the messages above now, not at the next delivery pass.
 
 The policy numbers are settings (data, not code). Each reminder and escalation is queued and
 recorded in *one* transaction, with the request row locked and the conditions checked again
