@@ -50,7 +50,7 @@ from aims_core.rules.incident import (
 )
 from aims_core.services import outbox
 from aims_core.services.directory import role_holders
-from aims_core.services.passes import Failure, PassReport
+from aims_core.services.passes import PassReport
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork, locked
 
@@ -58,7 +58,6 @@ __all__ = [
     "CLOCKS",
     "KIND_CLOCK_OVERDUE",
     "KIND_CLOCK_REMINDER",
-    "ClockFailure",
     "ClockOut",
     "ClockReport",
     "ReminderSent",
@@ -105,10 +104,6 @@ class ClockOut(BaseModel):
 class ReminderSent(BaseModel):
     clock_id: int
     fraction: float
-
-
-#: Kept as a name for the report's failures (one type for every pass).
-ClockFailure = Failure
 
 
 class ClockReport(PassReport):
