@@ -170,12 +170,20 @@ class Vendor(Base):
 
 
 class AISystem(Base):
-    """The AI system inventory."""
+    """The AI system inventory.
+
+    `name` is the system's KEY (`aims_core.system_keys`): what commands, run names, RACI scopes
+    and evidence subjects (`system:<name>`) use, so every stored reference stays valid.
+    `display_name` is what people see (any text); a row written without one shows its key.
+    """
 
     __tablename__ = "ai_system"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
+    display_name: Mapped[str] = mapped_column(
+        String(200), default=lambda context: context.get_current_parameters()["name"]
+    )
     purpose: Mapped[str] = mapped_column(Text)
     owner_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
     risk_tier: Mapped[RiskTier] = mapped_column(_enum(RiskTier, "risk_tier"))

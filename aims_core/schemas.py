@@ -12,11 +12,13 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from aims_core.models import Criticality, LifecycleStage, RiskTier
+from aims_core.system_keys import derive_key, key_problem, text_problem
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -38,15 +40,38 @@ def _blank_to_none(value: object) -> object:
     return value
 
 
+def _none_to_blank(value: object) -> object:
+    return "" if value is None else value
+
+
 Email = Annotated[str, AfterValidator(_email)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-SystemName = Annotated[
+
+
+def _one_line(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _a_key(value: str) -> str:
+    problem = key_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: A system's display name: any one line of text (`Évaluation crédit`, `信用スコア`).
+SystemDisplayName = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-    ),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_one_line),
 ]
+#: A system as a person names it in a command or file: its key, in any case, or its display
+#: name; `services.systems.get_system` resolves it. Keys are no longer ASCII-only, so no pattern.
+SystemName = SystemDisplayName
 Slug = Annotated[
     str,
     StringConstraints(
@@ -94,17 +119,35 @@ class PersonOut(BaseModel):
 
 
 class SystemIn(_In):
-    name: SystemName
+    """`name` is the display name; `key` (what commands, runs and subjects use) is derived from
+    it when not given, so after validation it is always set."""
+
+    name: SystemDisplayName
+    key: Annotated[str, BeforeValidator(_none_to_blank)] = Field(default="", validate_default=True)
     owner: Email
     purpose: Text
     risk_tier: Annotated[RiskTier, BeforeValidator(_lower)]
     criticality: Annotated[Criticality, BeforeValidator(_lower)]
     vendor: Annotated[Name | None, BeforeValidator(_blank_to_none)] = None
 
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            return _a_key(value)
+        name = info.data.get("name")
+        if name is None:  # the name itself is refused; that is the one problem to report
+            return value
+        derived = derive_key(name)
+        if not derived:
+            raise ValueError(f"'{name}' has no letter or digit to make a key from: give a key")
+        return derived
+
 
 class SystemOut(BaseModel):
     id: int
-    name: str
+    name: str = Field(description="The key: what commands, run names and subjects use.")
+    display_name: str = Field(description="The name people see (any text).")
     purpose: str
     owner: str
     owner_name: str

@@ -317,8 +317,9 @@ def test_bad_csv_names_every_bad_row_and_writes_nothing(run_cli, settings, org, 
     assert "line 3: risk_tier: 'very-high' is not one of" in out
     assert "line 4: owner: no person with email 'ghost@example.org'" in out
     assert "line 5: name: missing" in out
-    assert "line 6: name: duplicate name 'good-one' (first on line 2)" in out
-    assert "line 7: name: an AI system named 'existing' already exists" in out
+    # Systems clash on their keys (here each name is its own key), naming both lines.
+    assert "line 6: key 'good-one' is also the key of line 2 ('good-one')" in out
+    assert "line 7: key 'existing' is already the key of AI system 'existing'" in out
     assert "line 2:" not in out
     assert (count(settings, AISystem), count(settings, AuditEvent)) == before
 

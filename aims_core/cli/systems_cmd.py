@@ -18,7 +18,15 @@ app = typer.Typer(no_args_is_help=True, help="The AI system inventory.")
 
 @app.command("add")
 def add(
-    name: str = typer.Option(..., "--name", help="Short unique name, e.g. credit-scoring."),
+    name: str = typer.Option(
+        ..., "--name", help="The name people see, any text, e.g. 'Évaluation crédit'."
+    ),
+    key: str | None = typer.Option(
+        None,
+        "--key",
+        help="What commands, runs and subjects call it; derived from the name when not given "
+        "('Évaluation crédit' gives evaluation-credit).",
+    ),
     owner: str = typer.Option(..., "--owner", help="The owner's email."),
     purpose: str = typer.Option(..., "--purpose", help="What the system is for."),
     risk_tier: str = typer.Option(
@@ -33,6 +41,7 @@ def add(
     """Add an AI system to the inventory (it starts at the concept stage)."""
     data = SystemIn(
         name=name,
+        key=key,
         owner=owner,
         purpose=purpose,
         risk_tier=risk_tier,
@@ -43,7 +52,10 @@ def add(
     if as_json:
         print_json(out)
     else:
-        typer.echo(f"added {out.name} ({out.risk_tier.value} risk, owner {out.owner})")
+        typer.echo(
+            f"added {out.display_name} (key {out.name}, {out.risk_tier.value} risk, "
+            f"owner {out.owner})"
+        )
 
 
 @app.command("list")
@@ -59,9 +71,10 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
 def print_inventory(rows: list) -> None:  # type: ignore[type-arg]
     print_table(
         f"AI systems ({len(rows)})",
-        ["name", "risk tier", "criticality", "stage", "owner", "vendor"],
+        ["name", "key", "risk tier", "criticality", "stage", "owner", "vendor"],
         [
             (
+                s.display_name,
                 s.name,
                 s.risk_tier.value,
                 s.criticality.value,
@@ -76,7 +89,7 @@ def print_inventory(rows: list) -> None:  # type: ignore[type-arg]
 
 @app.command("show")
 def show(
-    name: str = typer.Argument(..., help="The system's name."),
+    name: str = typer.Argument(..., help="The system's key (or its name as listed)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show one system."""
@@ -85,9 +98,10 @@ def show(
         print_json(out)
         return
     print_table(
-        out.name,
+        out.display_name,
         ["field", "value"],
         [
+            ("key", out.name),
             ("purpose", out.purpose),
             ("owner", f"{out.owner_name} <{out.owner}>"),
             ("risk tier", out.risk_tier.value),
@@ -102,15 +116,16 @@ def show(
 def import_(
     file: Path = typer.Argument(..., help="CSV (UTF-8, any line ending) or .xlsx file."),
 ) -> None:
-    """Import systems: columns name, owner, purpose, risk_tier, criticality, vendor.
+    """Import systems: columns name, owner, purpose, risk_tier, criticality, vendor, key.
 
-    Every row is checked first; if any row is bad, each is listed and nothing is imported.
+    `name` is any text; `key` (optional) is derived from it when blank. Every row is checked
+    first; if any row is bad, each is listed and nothing is imported.
     """
     from rich.progress import Progress
 
     from aims_core.importing import read_rows
 
-    rows = read_rows(file, systems.REQUIRED_COLUMNS, optional=("vendor",))
+    rows = read_rows(file, systems.REQUIRED_COLUMNS, optional=systems.OPTIONAL_COLUMNS)
     with Progress(console=console(), transient=True, disable=len(rows) < 500) as bar:
         task = bar.add_task(f"importing {file.name}", total=len(rows))
         out = systems.import_systems(
@@ -120,7 +135,9 @@ def import_(
             source=file.name,
             progress=lambda n: bar.advance(task, n),
         )
-    typer.echo(f"imported {len(out)} AI system(s) from {file.name}")
+    typer.echo(f"imported {len(out)} AI system(s) from {file.name}, each as key: name")
+    for o in out:
+        typer.echo(f"  {o.name}: {o.display_name}")
 
 
 app.command("event")(system_events_cmd.event)

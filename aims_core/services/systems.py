@@ -5,24 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from aims_core.errors import Conflict, ImportRejected, NotFound
+from aims_core.errors import Conflict, ImportRejected, InvalidInput, NotFound
 from aims_core.importing import RawRow
 from aims_core.models import AISystem, Vendor
 from aims_core.schemas import SystemIn, SystemOut
 from aims_core.services.people import get_person, persons_by_email
+from aims_core.system_keys import derive_key, key_problem
 from aims_core.uow import Actor, UnitOfWork
 
-IMPORT_COLUMNS = ("name", "owner", "purpose", "risk_tier", "criticality", "vendor")
-REQUIRED_COLUMNS = IMPORT_COLUMNS[:-1]
+IMPORT_COLUMNS = ("name", "owner", "purpose", "risk_tier", "criticality", "vendor", "key")
+REQUIRED_COLUMNS = IMPORT_COLUMNS[:5]
+OPTIONAL_COLUMNS = IMPORT_COLUMNS[5:]
 
 
 def system_out(s: AISystem) -> SystemOut:
     return SystemOut(
         id=s.id,
         name=s.name,
+        display_name=s.display_name,
         purpose=s.purpose,
         owner=s.owner.email,
         owner_name=s.owner.name,
@@ -34,10 +37,35 @@ def system_out(s: AISystem) -> SystemOut:
 
 
 def get_system(session: Session, name: str, field: str = "system") -> AISystem:
-    system = session.scalar(select(AISystem).where(AISystem.name == name.strip()))
-    if system is None:
-        raise NotFound(f"no AI system named '{name}' (see `aims systems list`)", field=field)
-    return system
+    """The system a person names: by its key; failing that, its key in another case, its exact
+    display name (people type what they see), then the key that text derives to (`Evaluation
+    credit` finds `evaluation-credit`). Two systems equally matched are refused, not guessed."""
+    text = name.strip()
+    system = session.scalar(select(AISystem).where(AISystem.name == text))
+    if system is not None:  # the common path: one indexed lookup, as before display names
+        return system
+    lowered, derived = text.lower(), derive_key(text)
+    found = session.scalars(
+        select(AISystem).where(
+            or_(
+                AISystem.name.in_({lowered, derived} - {""}),
+                func.lower(AISystem.name) == lowered,  # a key from before keys were lowercase
+                AISystem.display_name == text,
+            )
+        )
+    ).all()
+    for matches in (
+        lambda s: s.name.lower() == lowered,
+        lambda s: s.display_name == text,
+        lambda s: s.name == derived,
+    ):
+        best = sorted((s for s in found if matches(s)), key=lambda s: s.name)
+        if len(best) > 1:
+            keys = ", ".join(s.name for s in best)
+            raise InvalidInput(f"'{text}' could name AI systems {keys}: give its key", field=field)
+        if best:
+            return best[0]
+    raise NotFound(f"no AI system named '{name}' (see `aims systems list`)", field=field)
 
 
 def _vendor(session: Session, name: str | None, cache: dict[str, Vendor]) -> Vendor | None:
@@ -55,10 +83,15 @@ def _vendor(session: Session, name: str | None, cache: dict[str, Vendor]) -> Ven
 def add_system(uow: UnitOfWork, data: SystemIn, actor: Actor) -> SystemOut:
     with uow:
         s = uow.session
-        if s.scalar(select(AISystem.id).where(AISystem.name == data.name)) is not None:
-            raise Conflict(f"an AI system named '{data.name}' already exists", field="name")
+        taken = _keys_taken(s, [data.key]).get(data.key)
+        if taken is not None:
+            what = _key_of(data.key, data.name)
+            raise Conflict(
+                f"{what} is already the key of AI system '{taken}': give another key", field="key"
+            )
         system = AISystem(
-            name=data.name,
+            name=data.key,
+            display_name=data.name,
             purpose=data.purpose,
             owner=get_person(s, data.owner, field="owner"),
             risk_tier=data.risk_tier,
@@ -113,33 +146,33 @@ def import_systems(
             except ValidationError as exc:
                 problems.extend(f"line {row.line}: {p}" for p in _describe(exc))
 
-        # Owners and names are checked on every row, valid or not, so one pass finds everything.
+        # Owners and keys are checked on every row, valid or not, so one pass finds everything.
         raw_owner = {r.line: r.values.get("owner", "").strip().lower() for r in rows}
-        raw_name = {r.line: r.values.get("name", "").strip() for r in rows}
+        keyed = {line: d for line, d in valid}
+        row_key = {r.line: _row_key(r.values, keyed.get(r.line)) for r in rows}
         owners = persons_by_email(s, (o for o in raw_owner.values() if o))
-        existing = set(
-            s.scalars(
-                select(AISystem.name).where(AISystem.name.in_([n for n in raw_name.values() if n]))
-            )
-        )
-        first_seen: dict[str, int] = {}
+        taken = _keys_taken(s, [k[0] for k in row_key.values() if k])
+        first_seen: dict[str, tuple[int, str]] = {}
         for row in rows:
-            owner, name = raw_owner[row.line], raw_name[row.line]
+            owner = raw_owner[row.line]
             if owner and "@" in owner and owner not in owners:
                 problems.append(f"line {row.line}: owner: no person with email '{owner}'")
-            if not name:
+            if (key_name := row_key[row.line]) is None:
                 continue
-            if name in existing:
+            key, name = key_name
+            if key in taken:
                 problems.append(
-                    f"line {row.line}: name: an AI system named '{name}' already exists"
+                    f"line {row.line}: key {_key_of(key, name)} is already the key of AI system "
+                    f"'{taken[key]}'"
                 )
-            elif name in first_seen:
+            elif key in first_seen:
+                line, other = first_seen[key]
                 problems.append(
-                    f"line {row.line}: name: duplicate name '{name}' (first on line "
-                    f"{first_seen[name]})"
+                    f"line {row.line}: key {_key_of(key, name)} is also the key of line {line} "
+                    f"('{other}')"
                 )
             else:
-                first_seen[name] = row.line
+                first_seen[key] = (row.line, name)
         if problems:
             line_of = [int(p.split(":", 1)[0].removeprefix("line ")) for p in problems]
             ordered = [
@@ -151,7 +184,8 @@ def import_systems(
         systems = []
         for i, (_, d) in enumerate(valid, 1):
             system = AISystem(
-                name=d.name,
+                name=d.key,
+                display_name=d.name,
                 purpose=d.purpose,
                 owner=owners[d.owner],
                 risk_tier=d.risk_tier,
@@ -160,7 +194,7 @@ def import_systems(
             )
             s.add(system)
             systems.append(system)
-            uow.audit(actor, "system.imported", f"system:{d.name}", source=source)
+            uow.audit(actor, "system.imported", f"system:{d.key}", name=d.name, source=source)
             if progress and i % 100 == 0:
                 progress(100)
         s.flush()
@@ -171,12 +205,42 @@ def import_systems(
     return out
 
 
+def _row_key(values: dict[str, str], valid: SystemIn | None) -> tuple[str, str] | None:
+    """(key, display name) of a row, valid or not, so a clash is found beside other problems;
+    None when neither a key nor a name gives one (that row's own problem says why)."""
+    name = values.get("name", "").strip()
+    if valid is not None:
+        return valid.key, valid.name
+    given = values.get("key", "").strip()
+    key = (given if key_problem(given) is None else "") if given else derive_key(name)
+    return (key, name) if key else None
+
+
+def _key_of(key: str, name: str) -> str:
+    """`'evaluation-credit' (from 'Évaluation crédit')`: the name it came from, when it did."""
+    return f"'{key}'" + (f" (from '{name}')" if derive_key(name) == key != name else "")
+
+
+def _keys_taken(session: Session, keys: list[str]) -> dict[str, str]:
+    """Existing systems whose key is one of `keys` in any case (keys from before the key rule
+    may have capitals), as lowercased key → display name."""
+    wanted = {k.lower() for k in keys if k}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(AISystem.name, AISystem.display_name).where(func.lower(AISystem.name).in_(wanted))
+    )
+    return {key.lower(): display for key, display in rows if key.lower() in wanted}
+
+
 def _describe(exc: ValidationError) -> list[str]:
     """Pydantic's errors as `field: problem`, worded for someone fixing a spreadsheet."""
     out = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "row"
-        if err["type"] == "missing" or err.get("input") in ("", None):
+        if err["type"] == "missing" or (
+            err.get("input") in ("", None) and err["type"] != "value_error"  # ours say more
+        ):
             msg = "missing"
         elif err["type"] == "enum":
             msg = f"'{err['input']}' is not one of {err['ctx']['expected']}"
