@@ -90,3 +90,9 @@ def text_problem(value: str) -> str | None:
         if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
             return f"contains a control character (U+{ord(ch):04X}): a name is one line of text"
     return None
+
+
+def label(key: str, display_name: str) -> str:
+    """How a system is shown where a command may need its key: `Évaluation crédit
+    (evaluation-credit)`, or just the key when the name is the key."""
+    return key if display_name in ("", key) else f"{display_name} ({key})"

@@ -4,6 +4,7 @@ PostgreSQL — the key rule, the inventory import and its clashes, lookups, and 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from aims_core.errors import Conflict, ImportRejected, InvalidInput, NotFound
 from aims_core.importing import RawRow
 from aims_core.models import AISystem, AuditEvent, Person
 from aims_core.schemas import SystemIn
-from aims_core.services import systems
+from aims_core.services import incidents, status, systems
 from aims_core.system_keys import derive_key, key_problem
 from aims_core.uow import Actor, UnitOfWork
 
@@ -142,6 +143,28 @@ def test_latin_greek_and_japanese_names_import_each_with_its_key(
     with get_engine(settings.effective_database_url).connect() as conn:
         subjects = set(conn.scalars(select(AuditEvent.subject)))
     assert {"system:evaluation-credit", "system:信用スコア", "system:fraude-fr"} <= subjects
+    # An incident reported against the name as shown runs on the key; `aims status` shows both.
+    incident = incidents.report(
+        org,
+        {
+            "system": "Αξιολόγηση Πίστωσης",
+            "title": "Scores drift",
+            "severity": "SEV4",
+            "category": "model-failure",
+            "aware_at": datetime.now(UTC) - timedelta(hours=1),
+        },
+        ACTOR,
+        notify=False,
+    ).incident
+    assert incident.system == "αξιολόγηση-πίστωσης"
+    incidents.confirm_serious(org, incident.id, "death", ACTOR)
+    (clock,) = status.snapshot(org).clocks
+    assert (clock.system, clock.system_name) == ("αξιολόγηση-πίστωσης", "Αξιολόγηση Πίστωσης")
+    shown = run_cli("status")
+    assert shown.exit_code == 0, shown.output
+    # The clock's system cell, wrapped in the table: the name people know, then the key.
+    assert "│ Αξιολόγηση Πίστωσης " in shown.output
+    assert "│ (αξιολόγηση-πίστωσης) " in shown.output
 
 
 def test_two_names_with_one_key_are_refused_naming_both_lines(org, settings) -> None:

@@ -12,6 +12,7 @@ from aims_core.messages import fmt_utc
 from aims_core.services import status as statuses
 from aims_core.services.clocks import fmt_left
 from aims_core.services.status import Counts, StatusReport
+from aims_core.system_keys import label
 from aims_core.uow import UnitOfWork
 
 
@@ -87,7 +88,7 @@ def _print(r: StatusReport) -> None:
                 (
                     c.clock_id,
                     f"#{c.incident_id}{' (drill)' if c.is_drill else ''} {c.incident_title}",
-                    c.system,
+                    label(c.system, c.system_name),
                     c.clock,
                     _day(c.due_at),
                     fmt_left(int(c.remaining_hours * 3600)),

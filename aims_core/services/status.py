@@ -71,6 +71,7 @@ class ClockItem(BaseModel):
     incident_id: int
     incident_title: str
     system: str
+    system_name: str = Field("", description="The system's display name (`system` is its key).")
     clock: str
     rule: str
     due_at: datetime
@@ -262,9 +263,9 @@ def _clocks(uow: UnitOfWork, now: datetime) -> list[ClockItem]:
     with uow.read():
         s = uow.session
         about = {
-            clock_id: (title, owner)
-            for clock_id, title, owner in s.execute(
-                select(RegulatoryClock.id, Incident.title, Person.email)
+            clock_id: (title, owner, system_name)
+            for clock_id, title, owner, system_name in s.execute(
+                select(RegulatoryClock.id, Incident.title, Person.email, AISystem.display_name)
                 .join(Incident, Incident.id == RegulatoryClock.incident_id)
                 .join(AISystem, AISystem.id == Incident.system_id)
                 .join(Person, Person.id == AISystem.owner_id)
@@ -274,7 +275,7 @@ def _clocks(uow: UnitOfWork, now: datetime) -> list[ClockItem]:
         items = []
         for c in running:
             rule = policy.clocks.rule(c.rule)
-            title, owner = about[c.id]
+            title, owner, system_name = about[c.id]
             people = _emails(role_holders(s, policy.clocks.remind_roles(rule)))
             if policy.clocks.remind_system_owner(rule) and owner not in people:
                 people.append(owner)
@@ -285,6 +286,7 @@ def _clocks(uow: UnitOfWork, now: datetime) -> list[ClockItem]:
                     incident_id=c.incident_id,
                     incident_title=title,
                     system=c.system,
+                    system_name=system_name,
                     clock=c.label,
                     rule=c.rule,
                     due_at=c.deadline,
