@@ -29,12 +29,13 @@ from aims_core.errors import AimsError
 from aims_core.messages import APPROVE_ACTION_ID, REJECT_ACTION_ID
 from aims_core.models import ApprovalStatus, Outcome
 from aims_core.ports import ResumeOutcome
-from aims_core.services import approvals, reconcile
+from aims_core.services import approvals, people, reconcile
 from aims_core.services.outbox import queue_decision_updates
 from aims_core.settings import Settings
 from aims_core.uow import Actor, Channel, UnitOfWork
 from deployments.prefect_runs import PrefectRuns
 from notifications.slack import deliver_due, make_client
+from notifications.slack_identities import slack_user
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ REFUSAL_TEXT: dict[str, str] = {
     "closed": "request #{id} is no longer open",
     "already-decided": "you have already decided request #{id}; a decision cannot be changed",
     "unknown-request": "there is no approval request #{id}",
-    "unknown-person": "your Slack account is not linked to a person in AIMS (ask an AIMS admin "
-    "to set your Slack user id)",
+    "unknown-person": "your Slack account is not linked to a person in AIMS (if your Slack "
+    "email is your AIMS email, it is linked in a moment: click again; else ask an AIMS admin to "
+    "set your Slack user id)",
     "bad-code": "the personal code does not match request #{id}",
 }
 
@@ -372,6 +374,8 @@ class FollowUp:
     def __call__(self, result: InteractionResult) -> None:
         if result.message and not result.ignored and result.status_code == 200:
             _best_effort("ephemeral reply", self._ephemeral, result)
+        if result.refused_reason == "unknown-person":
+            _best_effort("link the Slack user by email", self._link_unknown, result)
         if result.decision is not None:
             after_decision(
                 self.settings, result.decision, resume=self.resume, slack_client=self.slack_client
@@ -379,6 +383,18 @@ class FollowUp:
 
     def _client(self) -> WebClient | None:
         return self.slack_client if self.slack_client is not None else make_client(self.settings)
+
+    def _link_unknown(self, result: InteractionResult) -> str | None:
+        """A click from a Slack user nobody is linked to: their Slack profile email (users.info)
+        names the person to link, for their next click (this one stays refused)."""
+        client = self._client()
+        if client is None or not result.user_id:
+            return None
+        user = slack_user(client, result.user_id)
+        if user is None:
+            return None
+        actor = Actor(who=f"slack:{result.user_id}", channel="slack")
+        return people.link_from_slack_profile(UnitOfWork(self.settings), user, actor)
 
     def _ephemeral(self, result: InteractionResult) -> None:
         """Only the clicker sees this; Slack ignores an interaction's response body."""

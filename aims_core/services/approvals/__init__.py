@@ -14,6 +14,7 @@ This module only re-exports what callers use.
 from aims_core.services.approvals.decisions import competence_checks, decide
 from aims_core.services.approvals.escalation import (
     GOVERNANCE_LEAD,
+    escalate_within,
     escalation_contacts,
     record_escalation,
     record_reminder,
@@ -64,6 +65,7 @@ __all__ = [
     "competence_checks",
     "create_request",
     "decide",
+    "escalate_within",
     "escalation_contacts",
     "get_request",
     "list_requests",

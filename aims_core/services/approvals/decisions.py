@@ -25,6 +25,7 @@ from aims_core.models import (
 )
 from aims_core.services.approvals.queries import now, subject
 from aims_core.services.approvals.schemas import DecisionIn, DecisionResult, Refused
+from aims_core.services.people import deactivation_text
 from aims_core.services.training.competence import competence_refusal
 from aims_core.uow import Actor, UnitOfWork, locked
 
@@ -72,6 +73,12 @@ def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor) -> DecisionR
     person = s.scalar(select(Person).where(Person.email == data.person))
     if person is None:
         raise Refused("unknown-person", f"no person with email '{data.person}'")
+    if not person.active:
+        # Named, so the leaver (or whoever clicked for them) learns why, not just "not eligible".
+        raise Refused(
+            "deactivated",
+            f"{deactivation_text(s, person)}: not eligible to decide request {req.id}",
+        )
     approver = s.get(ApprovalApprover, (req.id, person.id))
     # The UI cannot tell who typed the form: only this approver's code for this request counts.
     if (
@@ -94,11 +101,12 @@ def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor) -> DecisionR
         raise Refused(
             "requester", f"{person.email} asked for request {req.id} and cannot decide it"
         )
-    if approver is None or not person.active:
+    if approver is None:
         eligible = ", ".join(a.person.email for a in req.approvers)
-        why = "is no longer active" if approver else "is not an eligible approver"
         raise Refused(
-            "not-eligible", f"{person.email} {why} of request {req.id} (eligible: {eligible})"
+            "not-eligible",
+            f"{person.email} is not an eligible approver of request {req.id} "
+            f"(eligible: {eligible})",
         )
     if previous is not None:
         raise Refused(

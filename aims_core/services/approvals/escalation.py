@@ -6,8 +6,8 @@ from typing import Final
 
 from sqlalchemy.orm import Session
 
-from aims_core.models import ApprovalRequest
-from aims_core.services import directory
+from aims_core.models import ApprovalRequest, ApprovalStatus
+from aims_core.services import directory, outbox
 from aims_core.services.approvals.queries import (
     load,
     locked_or_missing,
@@ -17,7 +17,13 @@ from aims_core.services.approvals.queries import (
 )
 from aims_core.uow import Actor, UnitOfWork
 
-__all__ = ["GOVERNANCE_LEAD", "escalation_contacts", "record_escalation", "record_reminder"]
+__all__ = [
+    "GOVERNANCE_LEAD",
+    "escalate_within",
+    "escalation_contacts",
+    "record_escalation",
+    "record_reminder",
+]
 
 GOVERNANCE_LEAD: Final = "governance-lead"
 
@@ -43,6 +49,32 @@ def record_escalation(uow: UnitOfWork, request_id: int, actor: Actor) -> None:
             deadline=req.deadline.isoformat() if req.deadline else None,
         )
         uow.commit()
+
+
+def escalate_within(
+    uow: UnitOfWork, req: ApprovalRequest, actor: Actor, **details: object
+) -> list[str] | None:
+    """Escalate an open request now, in the caller's transaction (its row locked by the caller):
+    escalation 1 queued to `escalation_contacts` and `escalated_at` set, so neither this nor the
+    reconciler's deadline escalation ever sends it again. Returns the contacts told, [] when
+    nobody can be told (nothing recorded), None when it is closed or was escalated already."""
+    if req.status is not ApprovalStatus.open or req.escalated_at is not None:
+        return None
+    contacts = _escalation_contacts(uow.session, req)
+    if not contacts:
+        return []
+    rows = outbox.queue_escalation(uow.session, req.id, contacts, n=1)
+    req.escalated_at = now()
+    told = [r.recipient.email for r in rows if r.recipient is not None]
+    uow.audit(
+        actor,
+        "approval.escalated",
+        subject(req.id),
+        contacts=told,
+        deadline=req.deadline.isoformat() if req.deadline else None,
+        **details,
+    )
+    return told
 
 
 def escalation_contacts(uow: UnitOfWork, request_id: int) -> list[str]:

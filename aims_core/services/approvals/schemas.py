@@ -32,6 +32,7 @@ __all__ = [
 
 RefusalReason = Literal[
     "not-eligible",
+    "deactivated",
     "requester",
     "training",
     "closed",
