@@ -140,7 +140,9 @@ class SystemIn(_In):
             return value
         derived = derive_key(name)
         if not derived:
-            raise ValueError(f"'{name}' has no letter or digit to make a key from: give a key")
+            raise ValueError(
+                f"the name '{name}' has no letter or digit to make a key of: give a key"
+            )
         return derived
 
 

@@ -85,9 +85,10 @@ def add_system(uow: UnitOfWork, data: SystemIn, actor: Actor) -> SystemOut:
         s = uow.session
         taken = _keys_taken(s, [data.key]).get(data.key)
         if taken is not None:
-            what = _key_of(data.key, data.name)
             raise Conflict(
-                f"{what} is already the key of AI system '{taken}': give another key", field="key"
+                f"{_key_of(data.key, data.name)} already exists: it is the key of AI system "
+                f"'{taken}'; give another name or key",
+                field="key",
             )
         system = AISystem(
             name=data.key,
@@ -160,16 +161,18 @@ def import_systems(
             if (key_name := row_key[row.line]) is None:
                 continue
             key, name = key_name
+            what = _key_of(key, name)
             if key in taken:
                 problems.append(
-                    f"line {row.line}: key {_key_of(key, name)} is already the key of AI system "
+                    f"line {row.line}: key {what} already exists: it is the key of AI system "
                     f"'{taken[key]}'"
                 )
             elif key in first_seen:
                 line, other = first_seen[key]
+                dup = "key" if row.values.get("key", "").strip() else "name"
                 problems.append(
-                    f"line {row.line}: key {_key_of(key, name)} is also the key of line {line} "
-                    f"('{other}')"
+                    f"line {row.line}: key {what} is also the key of line {line} ('{other}'): "
+                    f"duplicate {dup}"
                 )
             else:
                 first_seen[key] = (row.line, name)
