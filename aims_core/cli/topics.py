@@ -69,6 +69,7 @@ TOPICS: dict[str, Topic] = {
     "db": Topic("db_cmd"),
     "catalog": Topic("catalog_cmd"),
     "soa": Topic("soa_cmd"),
+    "org": Topic("org_cmd"),
     "people": Topic("people_cmd"),
     "systems": Topic("systems_cmd"),
     "risks": Topic("risks_cmd"),

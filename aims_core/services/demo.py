@@ -1,4 +1,10 @@
-"""The demo organisation, loaded through the same services a user's commands use."""
+"""The demo organisation, loaded through the same services a user's commands use.
+
+Its structure (people, roles, managers, vendors, systems, RACI, required trainings) is an
+organisation file (aims_core/data/demo_org.yaml) applied as `aims org apply` applies any; what
+it has done before the load (trainings completed, context, vendor assessments, policies, the
+audit programme) is in aims_core/data/demo_activity.yaml, each section loaded by its service.
+"""
 
 from __future__ import annotations
 
@@ -6,106 +12,72 @@ from collections.abc import Callable
 from importlib import import_module, resources
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, Field
-from sqlalchemy import select
-
-from aims_core.models import AISystem, Person
-from aims_core.schemas import PersonIn, RaciIn, SystemIn
-from aims_core.services import people, raci, systems
+from aims_core.rules.loading import load_located
+from aims_core.services import org as org_files
 from aims_core.uow import Actor, UnitOfWork
 
+ORG_FILE = "demo_org.yaml"
+ACTIVITY_FILE = "demo_activity.yaml"
 
-class _DemoPerson(BaseModel):
-    email: str
-    name: str
-    slack_id: str | None = None
-    roles: list[str] = Field(default_factory=list)
-    manager: str | None = None
-
-
-class _DemoRaci(BaseModel):
-    activity: str
-    system: str | None = None
-    responsible: list[str]
-    accountable: str
-    consulted: list[str] = Field(default_factory=list)
-    informed: list[str] = Field(default_factory=list)
-
-
-class DemoOrg(BaseModel):
-    organisation: str
-    people: list[_DemoPerson]
-    systems: list[SystemIn]
-    raci: list[_DemoRaci]
-    #: Further sections (training, policies, vendors, ...), each loaded by its own service.
-    sections: dict[str, Any] = Field(default_factory=dict)
-
-
-#: Demo file section -> the service function that loads it: `load_demo(uow, actor, section)`
-#: returns what it added (label -> count). Each is idempotent, like the core above.
+#: Demo activity section -> the service module whose `load_demo(uow, actor, section)` loads it
+#: and returns what it added (label -> count). Each is idempotent, like the organisation file.
 SECTIONS: dict[str, str] = {
     "training": "aims_core.services.training.demo",
     "vendors": "aims_core.services.demo_sections.vendors",
     "policies": "aims_core.services.policies.demo",
     "context": "aims_core.services.demo_sections.context",
     "audit": "aims_core.services.audits.demo",
+    "history": "aims_core.services.demo_sections.history",  # its own file: demo_history.yaml
+}
+
+#: Change kind in the organisation file -> the count `load_demo` reports.
+_ADDED = {
+    "person": "people",
+    "system": "systems",
+    "raci": "raci",
+    "vendor": "vendors",
+    "training": "training requirements",
 }
 
 
-def demo_org() -> DemoOrg:
-    text = resources.files("aims_core.data").joinpath("demo_org.yaml").read_text("utf-8")
-    raw = yaml.safe_load(text)
-    raw["sections"] = {name: raw.pop(name) for name in SECTIONS if name in raw}
-    return DemoOrg.model_validate(raw)
+def _text(name: str) -> str:
+    return resources.files("aims_core.data").joinpath(name).read_text("utf-8")
+
+
+def demo_document() -> org_files.OrgDocument:
+    return org_files.parse_org(_text(ORG_FILE), f"aims_core/data/{ORG_FILE}")
+
+
+def demo_org() -> org_files.OrgFile:
+    """The demo organisation's file (its people, systems, RACI, ...)."""
+    return demo_document().org
+
+
+def demo_activity() -> dict[str, Any]:
+    data, _root = load_located(_text(ACTIVITY_FILE))
+    unknown = set(data) - set(SECTIONS)
+    if unknown:  # a packaged file: a mistake here is ours, named plainly
+        raise ValueError(f"{ACTIVITY_FILE}: unknown section(s) {', '.join(sorted(unknown))}")
+    return {name: data[name] for name in SECTIONS if name in data}
 
 
 def _section_loader(module: str) -> Callable[[UnitOfWork, Actor, Any], dict[str, int]]:
     return import_module(module).load_demo  # type: ignore[no-any-return]
 
 
-def load_demo(uow: UnitOfWork, actor: Actor) -> dict[str, int]:
-    """Add what is missing of the demo organisation; running it twice changes nothing."""
-    org = demo_org()
-    with uow.read():
-        have_people = set(uow.session.scalars(select(Person.email)))
-        have_systems = set(uow.session.scalars(select(AISystem.name)))
-    added = {"people": 0, "systems": 0, "raci": 0}
-    for p in org.people:  # managers come before their reports in the file
-        if p.email not in have_people:
-            people.add_person(
-                uow,
-                PersonIn(
-                    email=p.email,
-                    name=p.name,
-                    slack_user_id=p.slack_id,
-                    roles=p.roles,
-                    manager=p.manager,
-                ),
-                actor,
-            )
-            added["people"] += 1
-    for s in org.systems:
-        if s.name not in have_systems:
-            systems.add_system(uow, s, actor)
-            added["systems"] += 1
-    existing = {(r.activity, r.system) for r in raci.show_raci(uow)}
-    for r in org.raci:
-        if (r.activity, r.system) not in existing:
-            raci.set_raci(
-                uow,
-                RaciIn(
-                    activity=r.activity,
-                    system=r.system,
-                    responsible=r.responsible,
-                    accountable=[r.accountable],
-                    consulted=r.consulted,
-                    informed=r.informed,
-                ),
-                actor,
-            )
-            added["raci"] += 1
-    for name, section in org.sections.items():
+def load_demo(uow: UnitOfWork, actor: Actor, *, history: bool = False) -> dict[str, int]:
+    """Apply the demo organisation's file, then add what is missing of its activity; running it
+    twice changes nothing. `history`: also its year of history (`aims demo load` does; the
+    tests' template does not, its counts stay those of the organisation alone)."""
+    doc = demo_document()
+    applied = org_files.apply_org(uow, doc, actor)
+    added = dict.fromkeys(_ADDED.values(), 0)
+    for change in applied.written:
+        if change.action == "add":
+            added[_ADDED[change.kind]] += 1
+    for name, section in (demo_activity() | ({"history": None} if history else {})).items():
+        if name == "training":  # records for the demo's own people only, never anyone else's
+            section = {**section, "people": [p.email for p in doc.org.people]}
         for label, count in _section_loader(SECTIONS[name])(uow, actor, section).items():
             added[label] = added.get(label, 0) + count
     return added

@@ -32,46 +32,52 @@ def raci_out(r: RaciActivity) -> RaciOut:
 def set_raci(uow: UnitOfWork, data: RaciIn, actor: Actor) -> RaciOut:
     """Create or replace the RACI of one activity (in one scope)."""
     with uow:
-        s = uow.session
-        system = get_system(s, data.system) if data.system else None
-        scope = f"system:{system.id}" if system else ORG_SCOPE
-        people = persons_by_email(
-            s, [*data.responsible, *data.accountable, *data.consulted, *data.informed]
-        )
-        for field in ("responsible", "accountable", "consulted", "informed"):
-            for email in getattr(data, field):
-                if email not in people:
-                    raise NotFound(f"no person with email '{email}'", field=field)
-        accountable = people[data.accountable[0]]  # may also be Responsible
-        row = s.scalar(
-            select(RaciActivity).where(
-                RaciActivity.activity == data.activity, RaciActivity.scope == scope
-            )
-        )
-        old = raci_out(row).model_dump() if row else None
-        if row is None:
-            row = RaciActivity(activity=data.activity, scope=scope, system=system)
-            s.add(row)
-        row.accountable = accountable
-        row.members.clear()
-        s.flush()
-        for kind, emails in (
-            (RaciKind.responsible, data.responsible),
-            (RaciKind.consulted, data.consulted),
-            (RaciKind.informed, data.informed),
-        ):
-            for email in dict.fromkeys(emails):
-                row.members.append(RaciMember(person=people[email], kind=kind))
-        s.flush()
-        out = raci_out(row)
-        uow.audit(
-            actor,
-            "raci.set",
-            f"raci:{data.activity}@{data.system or ORG_SCOPE}",
-            old=old,
-            new=out.model_dump(),
-        )
+        out = set_raci_in(uow, data, actor)
         uow.commit()
+    return out
+
+
+def set_raci_in(uow: UnitOfWork, data: RaciIn, actor: Actor) -> RaciOut:
+    """`set_raci` inside the caller's transaction (an organisation file applies many)."""
+    s = uow.session
+    system = get_system(s, data.system) if data.system else None
+    scope = f"system:{system.id}" if system else ORG_SCOPE
+    people = persons_by_email(
+        s, [*data.responsible, *data.accountable, *data.consulted, *data.informed]
+    )
+    for field in ("responsible", "accountable", "consulted", "informed"):
+        for email in getattr(data, field):
+            if email not in people:
+                raise NotFound(f"no person with email '{email}'", field=field)
+    accountable = people[data.accountable[0]]  # may also be Responsible
+    row = s.scalar(
+        select(RaciActivity).where(
+            RaciActivity.activity == data.activity, RaciActivity.scope == scope
+        )
+    )
+    old = raci_out(row).model_dump() if row else None
+    if row is None:
+        row = RaciActivity(activity=data.activity, scope=scope, system=system)
+        s.add(row)
+    row.accountable = accountable
+    row.members.clear()
+    s.flush()
+    for kind, emails in (
+        (RaciKind.responsible, data.responsible),
+        (RaciKind.consulted, data.consulted),
+        (RaciKind.informed, data.informed),
+    ):
+        for email in dict.fromkeys(emails):
+            row.members.append(RaciMember(person=people[email], kind=kind))
+    s.flush()
+    out = raci_out(row)
+    uow.audit(
+        actor,
+        "raci.set",
+        f"raci:{data.activity}@{data.system or ORG_SCOPE}",
+        old=old,
+        new=out.model_dump(),
+    )
     return out
 
 

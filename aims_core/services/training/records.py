@@ -26,7 +26,7 @@ from aims_core.services.training.queries import known_role
 from aims_core.services.training.schemas import RecordIn, RecordOut, RequirementIn, RequirementOut
 from aims_core.uow import Actor, UnitOfWork
 
-__all__ = ["EVIDENCE_KIND", "record", "record_in", "require", "require_defaults"]
+__all__ = ["EVIDENCE_KIND", "record", "record_in", "require", "require_defaults", "require_in"]
 
 EVIDENCE_KIND: Final = "training-record"
 
@@ -34,7 +34,7 @@ EVIDENCE_KIND: Final = "training-record"
 # --- requirements ------------------------------------------------------------------------------
 
 
-def _require_in(
+def require_in(
     uow: UnitOfWork, data: RequirementIn, actor: Actor, cat: TrainingCatalog
 ) -> RequirementOut:
     s = uow.session
@@ -86,7 +86,7 @@ def require(
         data = RequirementIn.model_validate(data)
     cat = training_catalog(uow.settings)
     with uow:
-        out = _require_in(uow, data, actor, cat)
+        out = require_in(uow, data, actor, cat)
         uow.commit()
     return out
 
@@ -98,7 +98,7 @@ def require_defaults(uow: UnitOfWork, actor: Actor) -> list[RequirementOut]:
     with uow:
         known = set(uow.session.scalars(select(Role.id)))
         out = [
-            _require_in(uow, RequirementIn(role=role, training=t), actor, cat)
+            require_in(uow, RequirementIn(role=role, training=t), actor, cat)
             for role, trainings in cat.requirements.items()
             if role in known
             for t in trainings
