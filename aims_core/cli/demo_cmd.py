@@ -19,11 +19,18 @@ app = typer.Typer(no_args_is_help=True, help="The demo organisation.")
 
 
 @app.command("load")
-def load() -> None:
+def load(
+    history: bool = typer.Option(
+        True,
+        "--history/--no-history",
+        help="Also its year of history: incidents and CAPAs, audits, gates, risks, SoA, "
+        "reviews (a few seconds).",
+    ),
+) -> None:
     """Load the demo organisation (people, roles, managers, AI systems, RACI) and show it."""
     uow = UnitOfWork()
     org = demo.demo_org()
-    added = demo.load_demo(uow, Actor(who=Actor.cli().who, channel="demo"))
+    added = demo.load_demo(uow, Actor(who=Actor.cli().who, channel="demo"), history=history)
     more = "".join(
         f", {count} {label}" for label, count in added.items() if label not in CORE_LABELS
     )

@@ -288,7 +288,7 @@ def load_organisation(settings: Settings) -> None:
     from aims_core import database
 
     database.initialise(settings, ACTOR)
-    added = demo.load_demo(UnitOfWork(settings), ACTOR)
+    added = demo.load_demo(UnitOfWork(settings), ACTOR, history=True)
     new = ", ".join(f"{n} {label}" for label, n in added.items() if n)
     org = demo.demo_org().organisation
     typer.echo(f"{org}: " + (f"added {new}" if new else "already loaded"))

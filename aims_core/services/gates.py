@@ -494,9 +494,11 @@ def open_review(
     *,
     requested_by: str | None = None,
     flow_run_id: str | None = None,
+    at: datetime | None = None,
 ) -> GateReviewOut:
     """Record a gate request with its checklist: waiting for approval when ready, else closed at
-    once as missing-evidence or refused (nobody is asked to approve an incomplete gate).
+    once as missing-evidence or refused (nobody is asked to approve an incomplete gate). `at`:
+    when it was requested (a past business date); default now.
 
     Idempotent per flow run (a re-run finds its review). Conflict when the system moved since the
     check, or when another review of the system is still waiting on an open approval request.
@@ -521,7 +523,7 @@ def open_review(
             )
         if status is GateStatus.waiting:
             _refuse_second_waiting(s, system)
-        now = datetime.now(UTC)
+        now = as_utc(at) if at is not None else datetime.now(UTC)
         row = GateReview(
             system=system,
             from_stage=checklist.from_stage,
@@ -532,6 +534,7 @@ def open_review(
             reasons="" if status is GateStatus.waiting else checklist.summary(),
             flow_run_id=flow_run_id,
             requested_by=requested_by or actor.who,
+            created_at=now,
             decided_at=None if status is GateStatus.waiting else now,
         )
         s.add(row)
@@ -579,8 +582,15 @@ def _refuse_second_waiting(session: Session, system: AISystem) -> None:
         )
 
 
-def record_outcome(uow: UnitOfWork, review_id: int, request_id: int, actor: Actor) -> GateReviewOut:
-    """Record the decided approval request on its gate review, once.
+def record_outcome(
+    uow: UnitOfWork,
+    review_id: int,
+    request_id: int,
+    actor: Actor,
+    *,
+    at: datetime | None = None,
+) -> GateReviewOut:
+    """Record the decided approval request on its gate review, once (`at`: when, default now).
 
     Approved: the system enters the stage (a re-approval clears its marker). Rejected: the reasons
     are kept and the owner is told. Either way the decision is evidence on the gate and on the
@@ -607,7 +617,7 @@ def record_outcome(uow: UnitOfWork, review_id: int, request_id: int, actor: Acto
             raise Conflict(f"approval request {request_id} is not decided yet", field="request")
         system = _lock_system(s, review.system.name)
         review.request_id = request.id
-        review.decided_at = datetime.now(UTC)
+        review.decided_at = as_utc(at) if at is not None else datetime.now(UTC)
         subject = f"gate:{review.id}"
         if request.status is ApprovalStatus.approved:
             _enter_stage(uow, review, system, actor)

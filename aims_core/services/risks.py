@@ -33,6 +33,7 @@ from aims_core.models import (
     RiskStatus,
     RiskTier,
     TreatmentOption,
+    as_utc,
 )
 from aims_core.rules.risk import RiskPolicy, risk_policy
 from aims_core.schemas import Email, SystemName, no_nul
@@ -203,8 +204,9 @@ def _subject(risk: Risk) -> str:
 # --- the register ------------------------------------------------------------------------------
 
 
-def add_risk(uow: UnitOfWork, data: RiskIn, actor: Actor) -> RiskOut:
-    """Register a risk; its score comes from the policy, never from the caller."""
+def add_risk(uow: UnitOfWork, data: RiskIn, actor: Actor, *, at: datetime | None = None) -> RiskOut:
+    """Register a risk; its score comes from the policy, never from the caller. `at`: when it
+    was registered (a past business date); default now."""
     policy = risk_policy(uow.settings)
     policy.check("likelihood", data.likelihood, "likelihood")
     policy.check("impact", data.impact, "impact")
@@ -234,6 +236,7 @@ def add_risk(uow: UnitOfWork, data: RiskIn, actor: Actor) -> RiskOut:
             impact=data.impact,
             score=policy.score(data.likelihood, data.impact),
             status=RiskStatus.open,
+            **({"created_at": as_utc(at), "updated_at": as_utc(at)} if at else {}),
         )
         s.add(risk)
         s.flush()
@@ -275,9 +278,12 @@ def list_risks(
     return [r for r in rows if r.above_appetite] if above_appetite else rows
 
 
-def treat_risk(uow: UnitOfWork, data: TreatmentIn, actor: Actor) -> RiskOut:
+def treat_risk(
+    uow: UnitOfWork, data: TreatmentIn, actor: Actor, *, at: datetime | None = None
+) -> RiskOut:
     """Choose a treatment. Accepting a risk whose residual score is above appetite leaves it
-    `awaiting-acceptance` until the policy's approvers agree (the risk-assessment flow asks)."""
+    `awaiting-acceptance` until the policy's approvers agree (the risk-assessment flow asks).
+    `at`: when it was chosen (a past business date); default now."""
     policy = risk_policy(uow.settings)
     with uow:
         s = uow.session
@@ -314,6 +320,8 @@ def treat_risk(uow: UnitOfWork, data: TreatmentIn, actor: Actor) -> RiskOut:
         risk.residual_likelihood, risk.residual_impact, risk.residual_score = rl, ri, residual
         risk.status = RiskStatus.awaiting_acceptance if needs_approval else RiskStatus.treated
         risk.acceptance_request_id = None
+        if at is not None:
+            risk.updated_at = as_utc(at)
         s.flush()
         uow.audit(
             actor,

@@ -132,8 +132,11 @@ def _annex_control(uow: UnitOfWork, control_id: str) -> Control:
     return control
 
 
-def set_applicability(uow: UnitOfWork, decision: SoaDecision, actor: Actor) -> SoaSetResult:
-    """Record whether an Annex A control applies; excluding one needs a reason (6.1.3 d)."""
+def set_applicability(
+    uow: UnitOfWork, decision: SoaDecision, actor: Actor, *, at: datetime | None = None
+) -> SoaSetResult:
+    """Record whether an Annex A control applies; excluding one needs a reason (6.1.3 d).
+    `at`: when it was decided (a past business date); default now."""
     if not decision.applicable and not decision.justification.strip():
         raise InvalidInput(
             f"{decision.control_id} is not applicable: say why (the SoA must "
@@ -156,7 +159,7 @@ def set_applicability(uow: UnitOfWork, decision: SoaDecision, actor: Actor) -> S
                 entry = SoaEntry(control_id=control.id)
                 s.add(entry)
             entry.applicable, entry.justification = decision.applicable, decision.justification
-            entry.updated_by, entry.updated_at = actor.who, utcnow()
+            entry.updated_by, entry.updated_at = actor.who, _as_utc(at) if at else utcnow()
             s.flush()
             uow.audit(actor, "soa.set", f"control:{control.id}", old=old, new=new)
         objective = s.get(Control, control.parent_id) if control.parent_id else None

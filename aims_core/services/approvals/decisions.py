@@ -8,6 +8,7 @@ called directly here, so no process can decide without it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +23,7 @@ from aims_core.models import (
     Decision,
     Outcome,
     Person,
+    as_utc,
 )
 from aims_core.services.approvals.queries import now, subject
 from aims_core.services.approvals.schemas import DecisionIn, DecisionResult, Refused
@@ -38,8 +40,11 @@ __all__ = ["competence_checks", "decide"]
 competence_checks: list[Callable[[Session, Person, ApprovalRequest], str | None]] = []
 
 
-def decide(uow: UnitOfWork, data: DecisionIn, actor: Actor) -> DecisionResult:
+def decide(
+    uow: UnitOfWork, data: DecisionIn, actor: Actor, *, at: datetime | None = None
+) -> DecisionResult:
     """Record one person's decision, or refuse it (and audit the refusal) with nothing decided.
+    `at`: when it was decided (a past business date); default now. The checks are today's.
 
     The request row is locked first, so concurrent approvers queue and the last one sees every
     earlier approval; the unique (request, person) constraint catches whatever slips past.
@@ -49,7 +54,7 @@ def decide(uow: UnitOfWork, data: DecisionIn, actor: Actor) -> DecisionResult:
     for attempt in (1, 2):
         try:
             with uow:
-                result = _decide_locked(uow, data, actor)
+                result = _decide_locked(uow, data, actor, as_utc(at) if at else now())
                 if result.recorded:
                     uow.commit()
             return result
@@ -64,7 +69,7 @@ def decide(uow: UnitOfWork, data: DecisionIn, actor: Actor) -> DecisionResult:
     raise AssertionError("unreachable")
 
 
-def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor) -> DecisionResult:
+def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor, at: datetime) -> DecisionResult:
     s = uow.session
     # NO KEY UPDATE: rows that merely reference the request (notifications) are not blocked.
     req = locked(s, ApprovalRequest, data.request_id, key_share=True)
@@ -129,6 +134,7 @@ def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor) -> DecisionR
             channel=actor.channel,
             actor=actor.who,
             round=req.round,
+            decided_at=at,
         )
     )
     s.flush()
@@ -138,7 +144,7 @@ def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor) -> DecisionR
     elif approvals >= req.quorum:
         req.status = ApprovalStatus.approved
     if req.status is not ApprovalStatus.open:
-        req.decided_at = now()
+        req.decided_at = at
         req.resume_pending = req.flow_run_id is not None
     s.flush()
     uow.audit(

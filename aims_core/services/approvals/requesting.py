@@ -3,6 +3,7 @@ RACI of the activity, never the requester), each with a personal code for the UI
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 from sqlalchemy import select
@@ -19,10 +20,12 @@ from aims_core.models import (
     Person,
     RaciKind,
     Role,
+    as_utc,
 )
 from aims_core.services import directory
 from aims_core.services.approvals.queries import (
     get_request,
+    now,
     raci_of,
     request_out,
     subject,
@@ -84,8 +87,11 @@ def _key(uow: UnitOfWork) -> bytes:
     return key
 
 
-def create_request(uow: UnitOfWork, data: ApprovalRequestIn, actor: Actor) -> ApprovalRequestOut:
+def create_request(
+    uow: UnitOfWork, data: ApprovalRequestIn, actor: Actor, *, at: datetime | None = None
+) -> ApprovalRequestOut:
     """Create the request once per idempotency key; a retry returns the existing one unchanged.
+    `at`: when it was asked (a past business date, e.g. the demo's history); default now.
 
     A retried step may recompute its deadline or wording, so a repeat is matched on the key and
     only a different subject or activity (a real key clash) is a Conflict.
@@ -120,6 +126,7 @@ def create_request(uow: UnitOfWork, data: ApprovalRequestIn, actor: Actor) -> Ap
                 evidence_ids=evidence_ids,
                 # str(): `model_copy(update=...)` skips validation, a UUID may arrive here.
                 flow_run_id=str(data.flow_run_id) if data.flow_run_id else None,
+                created_at=as_utc(at) if at is not None else now(),
             )
             s.add(row)
             s.flush()  # the id is part of each personal code

@@ -111,11 +111,17 @@ def _finding_md(a: Audit, f: AuditFinding, system: str | None, title: str) -> st
 
 
 def record_finding(
-    uow: UnitOfWork, audit_id: int, data: FindingIn | Mapping[str, Any], actor: Actor
+    uow: UnitOfWork,
+    audit_id: int,
+    data: FindingIn | Mapping[str, Any],
+    actor: Actor,
+    *,
+    now: datetime | None = None,
 ) -> FindingOut:
     """Record a finding during fieldwork (the requirement must be in scope), kept as
     `audit-finding` evidence (the file given, else the statement). A major or minor
-    nonconformity opens its CAPA at once (`ensure_capas`)."""
+    nonconformity opens its CAPA at once (`ensure_capas`). `now`: when it was found (a past
+    business date); default now."""
     if not isinstance(data, FindingIn):
         data = FindingIn.model_validate(data)
     if data.evidence is not None and not data.evidence.is_file():
@@ -148,6 +154,7 @@ def record_finding(
             statement=data.statement,
             system_id=system.id if system else None,
             recorded_by=actor.who,
+            created_at=_utc(now),
         )
         s.add(f)
         s.flush()
@@ -186,7 +193,7 @@ def record_finding(
         finding_id = f.id
     evidence.sync_anchor(uow.settings)
     if data.kind in NONCONFORMITIES:
-        ensure_capas(uow, audit_id, actor)
+        ensure_capas(uow, audit_id, actor, now=now)
     with uow.read():
         f = uow.session.get(AuditFinding, finding_id)
         assert f is not None
@@ -219,7 +226,9 @@ def _capa_owner(session: Session, policy: AuditPolicy, f: AuditFinding) -> str:
     return holder.email
 
 
-def ensure_capas(uow: UnitOfWork, audit_id: int, actor: Actor) -> list[int]:
+def ensure_capas(
+    uow: UnitOfWork, audit_id: int, actor: Actor, *, now: datetime | None = None
+) -> list[int]:
     """Every major/minor nonconformity of the audit has its CAPA (opened once: idempotent on
     `audit-finding-<id>`), linked both ways. Returns the CAPA ids opened or found."""
     policy = audit_policy(uow.settings)
@@ -252,7 +261,7 @@ def ensure_capas(uow: UnitOfWork, audit_id: int, actor: Actor) -> list[int]:
                 )
         ids = [f.capa_id for f in a.findings if f.capa_id is not None]
     for finding_id, spec in todo:
-        c = capas.open_capa(uow, spec, actor)
+        c = capas.open_capa(uow, spec, actor, now=now)
         with uow:
             f = locked(uow.session, AuditFinding, finding_id)
             assert f is not None
@@ -279,7 +288,7 @@ def complete_fieldwork(
     with uow.read():
         status = _load(uow.session, audit_id).status
     if status is AuditStatus.in_progress:
-        ensure_capas(uow, audit_id, actor)
+        ensure_capas(uow, audit_id, actor, now=now)
     with uow:
         s = uow.session
         row = _load(s, audit_id, lock=True)

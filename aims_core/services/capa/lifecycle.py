@@ -52,10 +52,17 @@ from aims_core.services.systems import get_system
 from aims_core.uow import Actor, UnitOfWork
 
 
-def open_capa(uow: UnitOfWork, data: CapaIn | Mapping[str, Any], actor: Actor) -> CapaOut:
+def open_capa(
+    uow: UnitOfWork,
+    data: CapaIn | Mapping[str, Any],
+    actor: Actor,
+    *,
+    now: datetime | None = None,
+) -> CapaOut:
     """Record a nonconformity as a CAPA, its owner told. Idempotent on `idempotency_key`: a
     repeat returns the CAPA opened first (a different source or incident under the same key is
-    a Conflict). Without a key every call opens a new CAPA."""
+    a Conflict). Without a key every call opens a new CAPA. `now`: when it was opened (a past
+    business date); default now."""
     if not isinstance(data, CapaIn):
         data = CapaIn.model_validate(data)
     key = data.idempotency_key or f"capa-{uuid4().hex}"
@@ -105,6 +112,7 @@ def open_capa(uow: UnitOfWork, data: CapaIn | Mapping[str, Any], actor: Actor) -
                 ),
                 verification={},
                 created_by=actor.who,
+                created_at=at_or_now(now),
             )
             s.add(row)
             s.flush()

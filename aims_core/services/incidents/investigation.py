@@ -4,9 +4,11 @@ record with a line on the timeline."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from aims_core.errors import InvalidInput
+from aims_core.models import as_utc
 from aims_core.services.clocks import timeline_event
 from aims_core.services.incidents.queries import _get, _out
 from aims_core.services.incidents.schemas import IncidentOut, RootCauseIn, _utc_now
@@ -15,13 +17,18 @@ from aims_core.uow import Actor, UnitOfWork
 
 
 def record_root_cause(
-    uow: UnitOfWork, incident_id: int, rca: RootCauseIn | Mapping[str, Any], actor: Actor
+    uow: UnitOfWork,
+    incident_id: int,
+    rca: RootCauseIn | Mapping[str, Any],
+    actor: Actor,
+    *,
+    at: datetime | None = None,
 ) -> IncidentOut:
     """Record the root-cause analysis (5 whys and/or fishbone). Recording the same analysis
     again writes nothing; a revised one replaces it, and the timeline keeps both."""
     rca = validated(RootCauseIn, rca)
     analysis = rca.model_dump()
-    now = _utc_now()
+    now = as_utc(at) if at is not None else _utc_now()
     with uow:
         s = uow.session
         incident = _get(s, incident_id, lock=True)
@@ -53,14 +60,16 @@ def record_root_cause(
     return out
 
 
-def record_lessons(uow: UnitOfWork, incident_id: int, text: str, actor: Actor) -> IncidentOut:
+def record_lessons(
+    uow: UnitOfWork, incident_id: int, text: str, actor: Actor, *, at: datetime | None = None
+) -> IncidentOut:
     """Lessons learned (10.2): what the organisation changes so it does not happen again."""
     lessons = text.strip()
     if not lessons:
         raise InvalidInput("must not be blank", field="text")
     if len(lessons) > 20_000:
         raise InvalidInput("at most 20000 characters", field="text")
-    now = _utc_now()
+    now = as_utc(at) if at is not None else _utc_now()
     with uow:
         s = uow.session
         incident = _get(s, incident_id, lock=True)

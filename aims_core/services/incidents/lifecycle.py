@@ -3,10 +3,11 @@ status changes (which meet the internal SLA clocks a status meets)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aims_core.errors import InvalidInput
-from aims_core.models import IncidentStatus
+from aims_core.models import IncidentStatus, as_utc
 from aims_core.rules.incident import incident_policy
 from aims_core.services.clocks import meet_on_status, timeline_event
 from aims_core.services.incidents.queries import _get, _out, _timeline_out
@@ -98,12 +99,15 @@ def set_status(
     status: IncidentStatus | str,
     actor: Actor,
     note: str = "",
+    *,
+    at: datetime | None = None,
 ) -> IncidentOut:
     """Move the incident on (closing stamps `closed_at`; another status after closed reopens
-    it). Clocks met by the status (internal SLAs) are met; the same status again is a no-op."""
+    it). Clocks met by the status (internal SLAs) are met; the same status again is a no-op.
+    `at`: when it happened (a past business date); default now."""
     new = _status(status)
     policy = incident_policy(uow.settings)
-    now = _utc_now()
+    now = as_utc(at) if at is not None else _utc_now()
     with uow:
         s = uow.session
         incident = _get(s, incident_id, lock=True)

@@ -130,17 +130,23 @@ def _repeat(
 
 
 def report(
-    uow: UnitOfWork, data: IncidentIn | Mapping[str, Any], actor: Actor, *, notify: bool = True
+    uow: UnitOfWork,
+    data: IncidentIn | Mapping[str, Any],
+    actor: Actor,
+    *,
+    notify: bool = True,
+    at: datetime | None = None,
 ) -> ReportResult:
     """Record an incident (or attach a repeat), classify it, start its report-time clocks and
     queue its first notifications, in one transaction. Bad input: InvalidInput naming the field,
-    nothing written; an unknown system: NotFound on `system`."""
+    nothing written; an unknown system: NotFound on `system`. `at`: when it was reported (a
+    past business date, e.g. the demo's history); default now."""
     data = validated(IncidentIn, data)
     policy = incident_policy(uow.settings)
     cls = policy.classification
     sev = cls.severity(data.severity)
     cat = cls.resolve_category(data.category)
-    now = _utc_now()
+    now = as_utc(at) if at is not None else _utc_now()
     with uow:
         s = uow.session
         system = get_system(s, data.system)
