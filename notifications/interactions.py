@@ -363,8 +363,10 @@ class FollowUp:
 
     Queue the update of the request's Slack messages (the outbox decides which), make one
     delivery pass (what fails stays queued for the delivery flow), tell the clicker privately what
-    happened, and resume the waiting Prefect run when the quorum is met. Each step is best
-    effort: the database already holds the decision, and the reconciler resumes what is left.
+    happened, and resume the waiting Prefect run when the quorum is met. A clicker no person is
+    linked to is linked by their Slack profile email (`people.link_from_slack_profile`), so their
+    next click counts. Each step is best effort: the database already holds the decision, and
+    the reconciler resumes what is left.
     """
 
     settings: Settings

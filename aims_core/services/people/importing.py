@@ -64,7 +64,9 @@ def import_people(
                 select(Person.slack_user_id, Person.email).where(
                     Person.slack_user_id.in_([v["slack_id"] for v in raw.values() if v["slack_id"]])
                 )
-            ).tuples().all()
+            )
+            .tuples()
+            .all()
         )
         slack_first: dict[str, int] = {}
         for line, d in valid:
