@@ -7,6 +7,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select, text
 
 from aims_core.db import dispose_engine, get_engine
@@ -204,3 +205,43 @@ def test_missing_file_and_bad_yaml_are_clear_errors(run_cli, tmp_path) -> None:
     result = run_cli("org", "apply", str(bad))
     assert result.exit_code == 2 and "not valid YAML" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_prune_deactivates_absent_people_only_when_their_work_is_reassigned(
+    run_cli, settings, tmp_path
+) -> None:
+    assert run_cli("org", "apply", str(DEMO_FILE)).exit_code == 0
+    kept = [
+        line
+        for line in DEMO_FILE.read_text("utf-8").splitlines()
+        if "email: credit.owner@northwind.example" not in line
+    ]
+    path = tmp_path / "org.yaml"
+    path.write_text("\n".join(kept))
+    # Priya still owns systems the file gives her: the file itself is inconsistent.
+    result = run_cli("org", "apply", str(path), "--prune")
+    assert result.exit_code == 2, result.output
+    assert "credit.owner@northwind.example" in result.output
+    assert "system credit-scoring" in result.output and "vendor TalentSort GmbH" in result.output
+    before = counts(settings)
+    moved = "\n".join(kept).replace(
+        "owner: credit.owner@northwind.example", "owner: ops.owner@northwind.example"
+    )
+    moved = moved.replace(
+        "accountable: credit.owner@northwind.example", "accountable: governance@northwind.example"
+    )
+    moved = moved.replace(", manager: credit.owner@northwind.example", "")
+    path.write_text(moved)
+    result = run_cli("org", "apply", str(path), "--prune", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "- person credit.owner@northwind.example" in result.output
+    assert counts(settings) == before
+    result = run_cli("org", "apply", str(path), "--prune")
+    assert result.exit_code == 0, result.output
+    with get_engine(settings.effective_database_url).connect() as conn:
+        assert not conn.scalar(
+            select(Person.active).where(Person.email == "credit.owner@northwind.example")
+        )
+    result = run_cli("org", "apply", str(path), "--prune")
+    assert "no change" in result.output, result.output

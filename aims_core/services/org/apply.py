@@ -21,6 +21,7 @@ from aims_core.rules.loading import line_of
 from aims_core.rules.training import TrainingCatalog, training_catalog
 from aims_core.schemas import RaciIn, SystemIn
 from aims_core.services import raci
+from aims_core.services.leavers import deactivate_in
 from aims_core.services.org.reading import OrgDocument, OrgFileInvalid
 from aims_core.services.org.schemas import OrgApplied, OrgChange, OrgFile, OrgPerson, OrgRaci
 from aims_core.services.people import resolve_roles
@@ -408,8 +409,6 @@ def _absent_people(
     changes = []
     for person in absent:
         if prune:
-            from aims_core.services.people import deactivate_in
-
             details = deactivate_in(
                 uow, person, actor, reason="not in the organisation file", reassign_to=reassign_to
             )
