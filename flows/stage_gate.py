@@ -17,7 +17,6 @@ from prefect.states import Completed, State
 from aims_core.errors import AimsError
 from aims_core.models import GateStatus, LifecycleStage
 from aims_core.services import gates
-from aims_core.services.approvals import ApprovalRequestIn
 from aims_core.services.gates import Checklist, GateReviewOut
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
@@ -107,7 +106,7 @@ def stage_gate(system: str, to_stage: LifecycleStage, requester: str | None = No
     if review.status is not GateStatus.waiting:
         return _end(review)
     try:
-        decision = request_approval(_approval_request(review, requester))
+        decision = request_approval(gates.approval_request(review, requester))
     except AimsError as exc:  # e.g. fewer eligible approvers than the quorum
         review = close_unaskable_review(review.id, f"nobody can be asked: {exc.message}")
         publish_checklist(review)
@@ -117,22 +116,6 @@ def stage_gate(system: str, to_stage: LifecycleStage, requester: str | None = No
         notify_owner("the gate was rejected")
     publish_checklist(review)
     return _end(review)
-
-
-def _approval_request(review: GateReviewOut, requester: str | None) -> ApprovalRequestIn:
-    checklist = review.checklist
-    return ApprovalRequestIn(
-        idempotency_key=f"gate-{review.id}",
-        subject=review.subject,
-        activity=gates.ACTIVITY,
-        system=checklist.system,
-        title=f"Gate {checklist.gate}",
-        details=checklist.approval_details(),
-        approver_roles=checklist.approver_roles,
-        quorum=checklist.quorum,
-        requester=requester,
-        evidence_ids=checklist.evidence_ids,
-    )
 
 
 def _tag_run(checklist: Checklist) -> None:

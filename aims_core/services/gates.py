@@ -37,7 +37,12 @@ from aims_core.models import (
 )
 from aims_core.rules.gate import GATES, GatePolicy, policy_for
 from aims_core.services import evidence, outbox
-from aims_core.services.approvals import approved_by, rejected_by, rejection_reasons
+from aims_core.services.approvals import (
+    ApprovalRequestIn,
+    approved_by,
+    rejected_by,
+    rejection_reasons,
+)
 from aims_core.services.systems import get_system
 from aims_core.uow import Actor, UnitOfWork, locked
 
@@ -485,6 +490,23 @@ _OPENED: Final = {
     "missing-evidence": (GateStatus.missing_evidence, "gate.missing-evidence"),
     "refused": (GateStatus.refused, "gate.refused"),
 }
+
+
+def approval_request(review: GateReviewOut, requester: str | None) -> ApprovalRequestIn:
+    """What a gate asks its approvers (the stage-gate flow, and the demo's past gates)."""
+    checklist = review.checklist
+    return ApprovalRequestIn(
+        idempotency_key=f"gate-{review.id}",
+        subject=review.subject,
+        activity=ACTIVITY,
+        system=checklist.system,
+        title=f"Gate {checklist.gate}",
+        details=checklist.approval_details(),
+        approver_roles=checklist.approver_roles,
+        quorum=checklist.quorum,
+        requester=requester,
+        evidence_ids=checklist.evidence_ids,
+    )
 
 
 def open_review(

@@ -415,18 +415,7 @@ class _Player:
                 self.uow, checklist, self.actor, requested_by=g.requester, at=at
             )
             request_id = self.approve(
-                approvals.ApprovalRequestIn(
-                    idempotency_key=f"gate-{review.id}",
-                    subject=review.subject,
-                    activity=gates.ACTIVITY,
-                    system=checklist.system,
-                    title=f"Gate {checklist.gate}",
-                    details=checklist.approval_details(),
-                    approver_roles=checklist.approver_roles,
-                    quorum=checklist.quorum,
-                    requester=g.requester,
-                    evidence_ids=checklist.evidence_ids,
-                ),
+                gates.approval_request(review, g.requester),
                 at + timedelta(minutes=5),
                 g.approvers or None,
                 g.rejected,
