@@ -318,8 +318,8 @@ def test_bad_csv_names_every_bad_row_and_writes_nothing(run_cli, settings, org, 
     assert "line 4: owner: no person with email 'ghost@example.org'" in out
     assert "line 5: name: missing" in out
     # Systems clash on their keys (here each name is its own key), naming both lines.
-    assert "line 6: key 'good-one' is also the key of line 2 ('good-one'): duplicate name" in out
-    assert "line 7: key 'existing' already exists: it is the key of AI system 'existing'" in out
+    assert "line 6: name: duplicate name: key 'good-one' is also the key of line 2" in out
+    assert "line 7: name: key 'existing' already exists: it is the key of AI system" in out
     assert "line 2:" not in out
     assert (count(settings, AISystem), count(settings, AuditEvent)) == before
 

@@ -85,10 +85,11 @@ def add_system(uow: UnitOfWork, data: SystemIn, actor: Actor) -> SystemOut:
         s = uow.session
         taken = _keys_taken(s, [data.key]).get(data.key)
         if taken is not None:
+            field, what = _clash(data.key, data.name, given=derive_key(data.name) != data.key)
             raise Conflict(
-                f"{_key_of(data.key, data.name)} already exists: it is the key of AI system "
-                f"'{taken}'; give another name or key",
-                field="key",
+                f"{what} already exists: it is the key of AI system '{taken}'; give another "
+                "name or key",
+                field=field,
             )
         system = AISystem(
             name=data.key,
@@ -161,18 +162,17 @@ def import_systems(
             if (key_name := row_key[row.line]) is None:
                 continue
             key, name = key_name
-            what = _key_of(key, name)
+            field, what = _clash(key, name, given=bool(row.values.get("key", "").strip()))
             if key in taken:
                 problems.append(
-                    f"line {row.line}: key {what} already exists: it is the key of AI system "
-                    f"'{taken[key]}'"
+                    f"line {row.line}: {field}: {what} already exists: it is the key of AI "
+                    f"system '{taken[key]}'"
                 )
             elif key in first_seen:
                 line, other = first_seen[key]
-                dup = "key" if row.values.get("key", "").strip() else "name"
                 problems.append(
-                    f"line {row.line}: key {what} is also the key of line {line} ('{other}'): "
-                    f"duplicate {dup}"
+                    f"line {row.line}: {field}: duplicate {field}: {what} is also the key of "
+                    f"line {line} ('{other}')"
                 )
             else:
                 first_seen[key] = (row.line, name)
@@ -219,9 +219,13 @@ def _row_key(values: dict[str, str], valid: SystemIn | None) -> tuple[str, str] 
     return (key, name) if key else None
 
 
-def _key_of(key: str, name: str) -> str:
-    """`'evaluation-credit' (from 'Évaluation crédit')`: the name it came from, when it did."""
-    return f"'{key}'" + (f" (from '{name}')" if derive_key(name) == key != name else "")
+def _clash(key: str, name: str, given: bool) -> tuple[str, str]:
+    """Which field a key clash is the fault of, and the key as it says it: a given key as such;
+    a derived one with the name it came from (`key 'evaluation-credit' (from 'Évaluation
+    crédit')`), since the name is what a person changes."""
+    if given:
+        return "key", f"'{key}'"
+    return "name", f"key '{key}'" + (f" (from '{name}')" if name != key else "")
 
 
 def _keys_taken(session: Session, keys: list[str]) -> dict[str, str]:
