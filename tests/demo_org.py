@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from aims_core.db import dispose_engine
+from aims_core.models import AuditFinding, Capa, Control, ControlKind, Incident, SoaEntry
+from aims_core.services import reviews
 from aims_core.settings import Settings
+from aims_core.uow import UnitOfWork
 
 #: The PostgreSQL template holding the demo organisation (one per session: two runs on one
 #: server must not drop each other's).
@@ -42,3 +46,44 @@ def with_demo_organisation(request: pytest.FixtureRequest, settings: Settings) -
         admin.dispose()
     shutil.copytree(template, settings.data_dir, dirs_exist_ok=True)
     return settings
+
+
+# --- the review pack's key figures, counted over the tables ------------------------------------
+
+
+def figures_of(performance: dict[str, Any]) -> dict[str, int]:
+    """The key figures of a review pack (its `inputs["performance"]`)."""
+    return {
+        "incidents": performance["incidents"],
+        "capas_opened": performance["capas_opened"],
+        "capas_closed": performance["capas_closed"],
+        "findings": sum(performance["findings_by_kind"].values()),
+        "soa_decided": performance["soa_decided"],
+        "soa_controls": performance["soa_controls"],
+    }
+
+
+def figures_counted(uow: UnitOfWork, period: str) -> dict[str, int]:
+    """The same figures counted here, independently of the review service, for `period`."""
+    start, end = reviews.period_bounds(period, uow.settings.timezone)
+    annex = select(Control.id).where(Control.kind == ControlKind.annex_control)
+    queries = {
+        "incidents": select(func.count())
+        .select_from(Incident)
+        .where(Incident.aware_at >= start, Incident.aware_at < end, Incident.is_drill.is_(False)),
+        "capas_opened": select(func.count())
+        .select_from(Capa)
+        .where(Capa.created_at >= start, Capa.created_at < end),
+        "capas_closed": select(func.count())
+        .select_from(Capa)
+        .where(Capa.closed_at >= start, Capa.closed_at < end),
+        "findings": select(func.count())
+        .select_from(AuditFinding)
+        .where(AuditFinding.created_at >= start, AuditFinding.created_at < end),
+        "soa_decided": select(func.count())
+        .select_from(SoaEntry)
+        .where(SoaEntry.control_id.in_(annex)),
+        "soa_controls": select(func.count()).select_from(annex.subquery()),
+    }
+    with uow.read():
+        return {name: int(uow.session.scalar(q) or 0) for name, q in queries.items()}

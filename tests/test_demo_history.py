@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from demo_org import figures_counted, figures_of
 from sqlalchemy import func, select
 from sqlalchemy.sql import Select
 
@@ -23,8 +24,6 @@ from aims_core.models import (
     CapaAction,
     CapaStatus,
     ClockStatus,
-    Control,
-    ControlKind,
     Evidence,
     GateReview,
     Incident,
@@ -75,40 +74,11 @@ def test_history_gives_the_last_quarter_review_real_figures(
     # The pack of the default period, as `aims review prepare` builds it.
     review = reviews.prepare(org, None, tmp_path / "pack", actor)
     assert review.period == reviews.default_period(None, org.settings.timezone)
-    start, end = reviews.period_bounds(review.period, org.settings.timezone)
     perf = review.inputs["performance"]
-    incidents = _count(
-        org,
-        select(func.count())
-        .select_from(Incident)
-        .where(Incident.aware_at >= start, Incident.aware_at < end, Incident.is_drill.is_(False)),
-    )
-    opened = _count(
-        org,
-        select(func.count())
-        .select_from(Capa)
-        .where(Capa.created_at >= start, Capa.created_at < end),
-    )
-    closed = _count(
-        org,
-        select(func.count()).select_from(Capa).where(Capa.closed_at >= start, Capa.closed_at < end),
-    )
-    findings = _count(
-        org,
-        select(func.count())
-        .select_from(AuditFinding)
-        .where(AuditFinding.created_at >= start, AuditFinding.created_at < end),
-    )
-    annex = select(Control.id).where(Control.kind == ControlKind.annex_control)
-    controls = _count(org, select(func.count()).select_from(annex.subquery()))
-    decided = _count(
-        org, select(func.count()).select_from(SoaEntry).where(SoaEntry.control_id.in_(annex))
-    )
-    assert min(incidents, opened, findings, decided) > 0
-    assert perf["incidents"] == incidents
-    assert (perf["capas_opened"], perf["capas_closed"]) == (opened, closed)
-    assert sum(perf["findings_by_kind"].values()) == findings
-    assert (perf["soa_decided"], perf["soa_controls"]) == (decided, controls) == (38, 38)
+    counts = figures_counted(org, review.period)
+    assert min(counts["incidents"], counts["capas_opened"], counts["findings"]) > 0
+    assert figures_of(perf) == counts
+    assert (perf["soa_decided"], perf["soa_controls"]) == (38, 38)
     assert len(perf["audits_closed"]) == 1  # the quarter's internal audit, closed
     assert review.inputs["actions"], "the earlier review's decisions are reported under a)"
     assert (tmp_path / "pack" / f"management-review-{review.period}.html").is_file()
