@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any
 
 from pydantic import (
@@ -50,10 +51,12 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 
 
 def _one_line(value: str) -> str:
+    """One line of text, composed (NFC): `é` typed on macOS (e + a combining accent) is then
+    the same name as `é` typed elsewhere."""
     problem = text_problem(value)
     if problem:
         raise ValueError(problem)
-    return value
+    return unicodedata.normalize("NFC", value)
 
 
 def _a_key(value: str) -> str:

@@ -4,6 +4,7 @@ PostgreSQL — the key rule, the inventory import and its clashes, lookups, and 
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -63,6 +64,15 @@ def test_a_bad_key_is_explained_in_words() -> None:
     assert "lowercase letters (any script), digits, '-', '_' and '.'" in problem
     assert not any(c in problem for c in "^$[]*\\"), problem  # no regular expression
     assert "too long" in (key_problem("k" * 121) or "")
+
+
+def test_a_name_is_stored_composed_whatever_keyboard_typed_it() -> None:
+    typed_on_a_mac = unicodedata.normalize("NFD", "Évaluation crédit")
+    data = SystemIn(
+        name=typed_on_a_mac, owner="a@b.example", purpose="p", risk_tier="high", criticality="low"
+    )
+    assert (data.name, data.key) == ("Évaluation crédit", "evaluation-credit")
+    assert data.name != typed_on_a_mac
 
 
 # --- import, on both databases ------------------------------------------------------------------
