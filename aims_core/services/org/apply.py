@@ -17,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from aims_core.models import AISystem, Person, RaciActivity, RaciMember, Role, Vendor
-from aims_core.rules.loading import line_of
 from aims_core.rules.training import TrainingCatalog, training_catalog
 from aims_core.schemas import RaciIn, SystemIn
 from aims_core.services import raci
@@ -79,15 +78,15 @@ def apply_org(
 def _problems(s: Session, doc: OrgDocument, cat: TrainingCatalog) -> list[str]:
     org = doc.org
     people = {p.email: p for p in s.scalars(select(Person))}
-    declared = {p.email for p in org.people}
+    declared = {p.email for p in org.people} | doc.refused_emails
     roles = set(s.scalars(select(Role.id)))
-    problems: list[str] = []
+    problems: list[str] = list(doc.problems)
 
     def dupes(section: str, keys: Iterable[str], what: str) -> None:
         first: dict[str, int] = {}
         for i, key in enumerate(keys):
             if key in first:
-                also = line_of(doc.root, (section, first[key]))
+                also = doc.line((section, first[key]))
                 problems.append(doc.at((section, i), f"{what} '{key}' is also on line {also}"))
             else:
                 first[key] = i
@@ -129,7 +128,7 @@ def _problems(s: Session, doc: OrgDocument, cat: TrainingCatalog) -> list[str]:
     keys = _system_keys(s, org)
     dupes("raci", (f"{r.activity} ({keys.get(r.system or '')})" for r in org.raci), "RACI")
     for i, r in enumerate(org.raci):
-        if r.system and r.system not in keys:
+        if r.system and r.system not in keys and r.system.lower() not in doc.refused_systems:
             problems.append(doc.at(("raci", i, "system"), f"no AI system '{r.system}'"))
         for field in ("responsible", "consulted", "informed"):
             for j, email in enumerate(getattr(r, field)):
