@@ -253,7 +253,12 @@ COMMANDS = (
         (
             Opt("--name", lambda n: slug.map(lambda s: f"{s}-{n}"), ("name",), bad=("a b", "-x")),
             Opt("--owner", fixed(email_case), ("owner",), bad=("nobody@example.org", "x@y")),
-            Opt("--purpose", fixed(st.text(string.ascii_letters + " ", min_size=1)), ("purpose",)),
+            Opt(
+                "--purpose",
+                # Not blank: a purpose of spaces alone is (rightly) refused as missing.
+                fixed(st.text(string.ascii_letters + " ", min_size=1).filter(str.strip)),
+                ("purpose",),
+            ),
             Opt("--risk-tier", fixed(case_of(tuple(RiskTier))), ("risk_tier", "risk-tier")),
             Opt("--criticality", fixed(case_of(tuple(Criticality))), ("criticality",)),
             Opt(
