@@ -74,7 +74,7 @@ def set_raci_in(uow: UnitOfWork, data: RaciIn, actor: Actor) -> RaciOut:
     uow.audit(
         actor,
         "raci.set",
-        f"raci:{data.activity}@{data.system or ORG_SCOPE}",
+        f"raci:{data.activity}@{system.name if system else ORG_SCOPE}",  # the key, as typed or not
         old=old,
         new=out.model_dump(),
     )

@@ -143,7 +143,7 @@ def create_request(
                 subject(row.id),
                 about=data.subject,
                 activity=data.activity,
-                system=data.system,
+                system=system.name if system else None,
                 title=data.title,
                 approvers=[p.email for p in approvers],
                 quorum=data.quorum,
