@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from fakes.slack_api import FakeSlack, fake_slack, slack_settings
@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from records import count
 from slack_sdk import WebClient
 from sqlalchemy import select
+from test_people import gate
 
 from aims_core.db import session_factory
 from aims_core.models import AuditEvent, Decision, Person
@@ -59,25 +60,6 @@ def events(settings: Settings, action: str) -> list[AuditEvent]:
     with session_factory(settings.effective_database_url)() as s:
         q = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
         return list(s.scalars(q))
-
-
-def gate(settings: Settings, quorum: int = 1) -> int:
-    """A gate on credit-scoring asked by ds.lead: compliance, ethics and credit.owner decide."""
-    return approvals.create_request(
-        UnitOfWork(settings),
-        approvals.ApprovalRequestIn(
-            idempotency_key="gate-slack",
-            subject="gate:credit-scoring:validation-deployment",
-            activity="stage-gate",
-            system="credit-scoring",
-            title="Deploy credit-scoring v2",
-            approver_roles=["compliance-officer", "ethics-committee", "governance-lead"],
-            quorum=quorum,
-            requester=DS,
-            deadline=datetime.now(UTC) + timedelta(days=3),
-        ),
-        Actor(who="flow", channel="flow"),
-    ).id
 
 
 @pytest.fixture
@@ -161,7 +143,7 @@ def test_an_unknown_clicker_is_linked_by_profile_email_after_the_ack_and_clicks_
 ) -> None:
     people.update_person(UnitOfWork(bridge), ETHICS, PersonUpdate(slack_id="none"), Actor.cli())
     fake_slack.add_user("U0AMARA01", ETHICS.upper(), "Amara Diallo")
-    rid = gate(bridge)
+    rid = gate(bridge, 1, key="gate-slack")
 
     # The acknowledgement itself links nobody: it is computed (and the refusal audited) first.
     ack = interactions.handle_interaction(bridge, block_actions_payload("U0AMARA01", rid))
@@ -204,7 +186,7 @@ def test_an_unknown_clicker_is_linked_by_profile_email_after_the_ack_and_clicks_
 def test_a_deactivated_approvers_signed_click_is_refused_naming_the_deactivation(
     bridge: Settings, client: TestClient
 ) -> None:
-    rid = gate(bridge, quorum=2)
+    rid = gate(bridge, 2, key="gate-slack")
     leavers.deactivate_person(
         UnitOfWork(bridge), COMPLIANCE, DeactivationIn(reason="left the company"), Actor.cli()
     )

@@ -7,23 +7,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from aims_core.schemas import Email, Name, SystemIn, _blank_to_none, _lower
+from aims_core.schemas import Email, Name, SystemIn, _blank_to_none
+from aims_core.services.people.schemas import PersonImportRow
 from aims_core.services.training.schemas import RequirementIn
 from aims_core.services.vendors import VendorIn
-
-SlackId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,31}$")]
 
 
 class _Entry(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class OrgPerson(_Entry):
-    email: Email
-    name: Name
-    slack_id: Annotated[SlackId | None, BeforeValidator(_blank_to_none)] = None
-    roles: list[Annotated[str, BeforeValidator(_lower)]] = Field(default_factory=list)
-    manager: Annotated[Email | None, BeforeValidator(_blank_to_none)] = None
+#: A person of the file: the same fields and rules as a line of `aims people import`.
+OrgPerson = PersonImportRow
 
 
 class OrgRaci(_Entry):

@@ -53,9 +53,11 @@ def _blank_to_none(value: object) -> object:
 
 
 def _roles(value: object) -> object:
-    """A file's roles cell: ids separated by `;`, `,` or spaces, any case."""
+    """A file's roles cell: ids separated by `;`, `,` or spaces, any case (or a YAML list)."""
     if isinstance(value, str):
         return [r for r in re.split(r"[;,\s]+", value.strip().lower()) if r]
+    if isinstance(value, list):
+        return [r.strip().lower() if isinstance(r, str) else r for r in value]
     return value
 
 
@@ -70,7 +72,8 @@ class _In(BaseModel):
 
 
 class PersonImportRow(_In):
-    """One line of a people file: columns email, name, roles, manager, slack_id."""
+    """One line of a people file (columns email, name, roles, manager, slack_id), or one
+    person of an organisation file (`aims org apply`)."""
 
     email: Email
     name: Name
