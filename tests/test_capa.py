@@ -32,7 +32,13 @@ OWNER, CEO, GOV, AUDITOR, SECURITY, DS = (
     f"{n}{D}" for n in ("ops.owner", "ceo", "governance", "auditor", "security", "ds.lead")
 )
 SYSTEM = "fraud-detection"
-TOMORROW = date.today() + timedelta(days=1)
+
+
+def tomorrow() -> date:
+    """Read at each use: a module-level date goes stale when a run crosses midnight."""
+    return date.today() + timedelta(days=1)
+
+
 H = timedelta(hours=1)
 
 
@@ -59,7 +65,7 @@ def to_verification(org: UnitOfWork, actor: Actor, c: CapaOut, *, now: datetime)
         actor,
     )
     c = capas.add_action(
-        org, c.id, {"title": "Add burst features", "owner": DS, "due": TOMORROW}, actor
+        org, c.id, {"title": "Add burst features", "owner": DS, "due": tomorrow()}, actor
     )
     return capas.complete_action(org, c.current_actions[-1].id, "PR 42 merged", actor, now=now)
 
@@ -252,7 +258,7 @@ def test_steps_are_taken_in_order(org: UnitOfWork, actor: Actor) -> None:
     with pytest.raises(Conflict, match="containment/correction"):
         capas.record_root_cause(org, c.id, rca, actor)
     with pytest.raises(Conflict):
-        capas.add_action(org, c.id, {"title": "x", "owner": DS, "due": TOMORROW}, actor)
+        capas.add_action(org, c.id, {"title": "x", "owner": DS, "due": tomorrow()}, actor)
     with pytest.raises(InvalidInput):
         capas.record_containment(org, c.id, "   ", actor)
     c = capas.record_containment(org, c.id, "Fallback on", actor)
@@ -275,7 +281,7 @@ def test_steps_are_taken_in_order(org: UnitOfWork, actor: Actor) -> None:
             org, c.id, {"title": "x", "owner": DS, "due": date.today() - timedelta(days=1)}, actor
         )
     with pytest.raises(NotFound):
-        capas.add_action(org, c.id, {"title": "x", "owner": f"nobody{D}", "due": TOMORROW}, actor)
+        capas.add_action(org, c.id, {"title": "x", "owner": f"nobody{D}", "due": tomorrow()}, actor)
     with pytest.raises(NotFound):
         capas.complete_action(org, 9999, "", actor)
 
@@ -288,7 +294,7 @@ def test_verification_is_due_after_the_last_action_and_checks_the_verifier(
     capas.record_containment(org, c.id, "Fallback on", actor)
     capas.record_root_cause(org, c.id, {"whys": ["a"], "root_cause": "b"}, actor)
     for title in ("Add burst features", "Retrain"):
-        c = capas.add_action(org, c.id, {"title": title, "owner": DS, "due": TOMORROW}, actor)
+        c = capas.add_action(org, c.id, {"title": title, "owner": DS, "due": tomorrow()}, actor)
     first, second = c.current_actions
     c = capas.complete_action(org, first.id, "PR 42", actor, now=t0)
     assert (c.status, c.verification_due_at) == (CapaStatus.tracking, None)
@@ -342,7 +348,7 @@ def test_a_failed_verification_returns_to_root_cause_and_a_passing_one_awaits_cl
     [(_key, text)] = notes(org.settings, "capa-verification")
     assert "NOT effective" in text and "attempt 2" in text
     with pytest.raises(Conflict, match="root cause"):
-        capas.add_action(org, c.id, {"title": "x", "owner": DS, "due": TOMORROW}, actor)
+        capas.add_action(org, c.id, {"title": "x", "owner": DS, "due": tomorrow()}, actor)
 
     c = to_verification(org, actor, c, now=now)
     assert [a.attempt for a in c.actions] == [1, 2]
@@ -498,8 +504,8 @@ def _ids(settings: Settings, *emails: str) -> list[int]:
 def test_a_late_planned_action_gets_the_latest_reminder_only(org: UnitOfWork, actor: Actor) -> None:
     c = opened(org, actor, containment="Fallback on")
     capas.record_root_cause(org, c.id, {"whys": ["a"], "root_cause": "b"}, actor)
-    c = capas.add_action(org, c.id, {"title": "Hotfix", "owner": DS, "due": TOMORROW}, actor)
-    now = datetime.combine(TOMORROW - timedelta(days=1), time(9), UTC)
+    c = capas.add_action(org, c.id, {"title": "Hotfix", "owner": DS, "due": tomorrow()}, actor)
+    now = datetime.combine(tomorrow() - timedelta(days=1), time(9), UTC)
     assert capas.due_reminders(org.settings, now).reminded_ids == [c.current_actions[0].id]
     assert [k for k, _ in notes(org.settings, "capa-reminder")] == [
         f"capa-action-{c.current_actions[0].id}-reminder-2"
@@ -516,7 +522,7 @@ def test_escalation_with_nobody_to_tell_is_a_failure_not_a_record(
     )
     c = opened(org, actor, containment="Fallback on")
     capas.record_root_cause(org, c.id, {"whys": ["a"], "root_cause": "b"}, actor)
-    c = capas.add_action(org, c.id, {"title": "Fix", "owner": CEO, "due": TOMORROW}, actor)
+    c = capas.add_action(org, c.id, {"title": "Fix", "owner": CEO, "due": tomorrow()}, actor)
     report = capas.due_reminders(org.settings, datetime.now(UTC) + timedelta(days=5))
     assert report.escalated_ids == []
     assert [(f.step, f.id) for f in report.failures] == [("escalate", c.current_actions[0].id)]
@@ -685,7 +691,7 @@ def test_cli_walks_the_steps_and_wakes_the_run_when_a_step_is_complete(
     )
     out = step("rca", "1", "--cause", "data=no bursts", "--root-cause", "Gap", wakes=True)
     assert "root cause recorded (attempt 1)" in out
-    due = str(TOMORROW)
+    due = str(tomorrow())
     out = step("action", "1", "--title", "Features", "--owner", DS, "--due", due, wakes=True)
     assert f"action 1 planned for {DS}, due {due}" in out
     step("action", "1", "--title", "Retrain", "--owner", DS, "--due", due, wakes=False)

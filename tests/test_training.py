@@ -43,7 +43,11 @@ D = "@example.org"
 BOSS, MEI, LEAD, OWNER, NOMGR = (f"{n}{D}" for n in ("boss", "mei", "lead", "owner", "solo"))
 GOV = "ai-governance-essentials"
 RAD = "responsible-ai-development"
-TODAY = date.today()
+
+
+def today() -> date:
+    """Read at each use: a module-level date goes stale when a run crosses midnight."""
+    return date.today()
 
 
 @pytest.fixture
@@ -178,7 +182,7 @@ def test_require_is_idempotent_and_a_new_validity_applies_to_later_records(
         org, {"role": "data-scientist", "training": GOV, "validity_days": 90}, actor
     )
     assert changed.changed and changed.validity_days == 90
-    done = TODAY - timedelta(days=10)
+    done = today() - timedelta(days=10)
     out = tr.record(org, {"email": MEI, "training": GOV, "completed": done}, actor)
     assert out.expires_on == done + timedelta(days=90)
     # An explicit expiry wins; a training no role requires takes the catalog's validity.
@@ -202,7 +206,7 @@ def test_record_files_evidence_and_a_repeat_replays(
 ) -> None:
     cert = tmp_path / "certificate.pdf"
     cert.write_bytes(b"%PDF-1.4 certificate of completion")
-    done = TODAY - timedelta(days=3)
+    done = today() - timedelta(days=3)
     out = tr.record(
         org, {"email": MEI, "training": RAD, "completed": done, "evidence": cert}, actor
     )
@@ -227,7 +231,7 @@ def test_record_files_evidence_and_a_repeat_replays(
                 "email": MEI,
                 "training": RAD,
                 "completed": done,
-                "expires": TODAY + timedelta(days=5),
+                "expires": today() + timedelta(days=5),
             },
             actor,
         )
@@ -249,7 +253,7 @@ def test_record_files_evidence_and_a_repeat_replays(
         (["record", "nobody@example.org", GOV, "--completed", "2026-01-01"], "email: no person"),
         (["record", MEI, "basket-weaving", "--completed", "2026-01-01"], "unknown training"),
         (["record", MEI, GOV, "--completed", "2026-13-01"], "completed:"),
-        (["record", MEI, GOV, "--completed", str(TODAY + timedelta(days=2))], "in the future"),
+        (["record", MEI, GOV, "--completed", str(today() + timedelta(days=2))], "in the future"),
         (
             ["record", MEI, GOV, "--completed", "2026-01-10", "--expires", "2026-01-01"],
             "is not after",
@@ -298,8 +302,10 @@ def test_cli_require_record_catalog_and_status(org: UnitOfWork, run_cli: Any) ->
     )
     catalog = json.loads(run_cli("training", "catalog", "--json").output)
     assert GOV in [t["id"] for t in catalog["trainings"]]
-    result = run_cli("training", "record", MEI, GOV, "--completed", str(TODAY - timedelta(days=1)))
-    assert result.exit_code == 0 and f"expires on {TODAY + timedelta(days=364)}" in result.output
+    result = run_cli(
+        "training", "record", MEI, GOV, "--completed", str(today() - timedelta(days=1))
+    )
+    assert result.exit_code == 0 and f"expires on {today() + timedelta(days=364)}" in result.output
     rows = json.loads(run_cli("training", "status", "--person", MEI, "--json").output)
     assert [(r["training"], r["status"]) for r in rows] == [(GOV, "current"), (RAD, "missing")]
     table = run_cli("training", "status", "--role", "data-scientist")
@@ -313,10 +319,10 @@ def test_cli_require_record_catalog_and_status(org: UnitOfWork, run_cli: Any) ->
 def _expired_yesterday(org: UnitOfWork, actor: Actor, email: str = MEI) -> None:
     """AI governance essentials completed 366 days ago: expired yesterday (valid 365 days)."""
     tr.record(
-        org, {"email": email, "training": GOV, "completed": TODAY - timedelta(days=366)}, actor
+        org, {"email": email, "training": GOV, "completed": today() - timedelta(days=366)}, actor
     )
     tr.record(
-        org, {"email": email, "training": RAD, "completed": TODAY - timedelta(days=30)}, actor
+        org, {"email": email, "training": RAD, "completed": today() - timedelta(days=30)}, actor
     )
 
 
@@ -328,7 +334,7 @@ def test_expired_training_refuses_the_decision_and_renewal_restores_it(
     decision = DecisionIn(request_id=req, person=MEI, outcome="approve")
     with pytest.raises(Refused) as exc:
         approvals.decide(org, decision, actor)
-    yesterday = TODAY - timedelta(days=1)
+    yesterday = today() - timedelta(days=1)
     assert exc.value.reason == "training"
     assert (
         f"{MEI} may not decide request {req}: required training 'AI governance essentials' "
@@ -338,7 +344,7 @@ def test_expired_training_refuses_the_decision_and_renewal_restores_it(
     (event,) = _audits(settings, "approval.refused")
     assert event.details["reason"] == "training" and GOV in event.details["message"]
     # Renewing restores the right at once: the same decision now goes through.
-    tr.record(org, {"email": MEI, "training": GOV, "completed": TODAY}, actor)
+    tr.record(org, {"email": MEI, "training": GOV, "completed": today()}, actor)
     result = approvals.decide(org, decision, actor)
     assert result.recorded and result.status is ApprovalStatus.approved
 
@@ -355,7 +361,7 @@ def test_expired_training_refuses_aims_approve_and_renewal_restores_it(
         and f"'AI governance essentials' ({GOV}) expired on" in refused.output
     )
     assert count(settings, Decision) == 0
-    renewed = run_cli("training", "record", MEI, GOV, "--completed", str(TODAY))
+    renewed = run_cli("training", "record", MEI, GOV, "--completed", str(today()))
     assert renewed.exit_code == 0, renewed.output
     approved = run_cli("approve", str(req), "--as", MEI)
     assert approved.exit_code == 0, approved.output
@@ -404,7 +410,7 @@ def test_reminders_at_30_and_7_days_fire_once_each(
     org: UnitOfWork, settings: Settings, actor: Actor
 ) -> None:
     out = tr.record(
-        org, {"email": MEI, "training": GOV, "completed": TODAY - timedelta(days=5)}, actor
+        org, {"email": MEI, "training": GOV, "completed": today() - timedelta(days=5)}, actor
     )
     expires = out.expires_on
     key = f"training-record-{out.id}-reminder-"
@@ -437,8 +443,8 @@ def test_a_record_first_seen_inside_7_days_gets_one_reminder(
         {
             "email": MEI,
             "training": GOV,
-            "completed": TODAY - timedelta(days=3),
-            "expires": TODAY + timedelta(days=5),
+            "completed": today() - timedelta(days=3),
+            "expires": today() + timedelta(days=5),
         },
         actor,
     )
@@ -452,7 +458,7 @@ def test_escalation_to_the_manager_after_expiry_fires_once(
     org: UnitOfWork, settings: Settings, actor: Actor
 ) -> None:
     out = tr.record(
-        org, {"email": MEI, "training": GOV, "completed": TODAY - timedelta(days=5)}, actor
+        org, {"email": MEI, "training": GOV, "completed": today() - timedelta(days=5)}, actor
     )
     day_after = at(out.expires_on + timedelta(days=1))
     report = tr.tick(settings, day_after)
@@ -476,8 +482,8 @@ def test_escalation_to_the_manager_after_expiry_fires_once(
     renewal = {
         "email": MEI,
         "training": GOV,
-        "completed": TODAY,
-        "expires": TODAY + timedelta(days=730),
+        "completed": today(),
+        "expires": today() + timedelta(days=730),
     }
     tr.record(org, renewal, actor)
     later = tr.tick(settings, day_after + timedelta(days=5))
@@ -495,7 +501,7 @@ def test_without_a_manager_the_governance_leads_hear_of_it(
     org: UnitOfWork, settings: Settings, actor: Actor
 ) -> None:
     out = tr.record(
-        org, {"email": NOMGR, "training": RAD, "completed": TODAY - timedelta(days=5)}, actor
+        org, {"email": NOMGR, "training": RAD, "completed": today() - timedelta(days=5)}, actor
     )
     (esc,) = tr.tick(settings, at(out.expires_on)).escalations
     assert esc.told == [NOMGR, LEAD]
@@ -507,13 +513,13 @@ def test_matrix_export_opens_with_pandas_and_shows_the_statuses(
     org: UnitOfWork, settings: Settings, actor: Actor, run_cli: Any, tmp_path: Path
 ) -> None:
     tr.record(
-        org, {"email": MEI, "training": GOV, "completed": TODAY - timedelta(days=10)}, actor
+        org, {"email": MEI, "training": GOV, "completed": today() - timedelta(days=10)}, actor
     )  # current
     tr.record(
-        org, {"email": MEI, "training": RAD, "completed": TODAY - timedelta(days=350)}, actor
+        org, {"email": MEI, "training": RAD, "completed": today() - timedelta(days=350)}, actor
     )  # expiring
     tr.record(
-        org, {"email": NOMGR, "training": GOV, "completed": TODAY - timedelta(days=400)}, actor
+        org, {"email": NOMGR, "training": GOV, "completed": today() - timedelta(days=400)}, actor
     )  # expired
     # solo has no responsible-ai-development record: missing
     path = tmp_path / "matrix.xlsx"
@@ -532,7 +538,7 @@ def test_matrix_export_opens_with_pandas_and_shows_the_statuses(
     }
     expiring = ds[(ds.person == MEI) & (ds.training == RAD)].iloc[0]
     assert expiring.days_left == 15
-    assert str(expiring.expires)[:10] == str(TODAY + timedelta(days=15))
+    assert str(expiring.expires)[:10] == str(today() + timedelta(days=15))
     summary = sheets["Summary"].set_index("role")
     assert summary.loc[
         "data-scientist", ["people", "current", "expiring", "expired", "missing"]
