@@ -8,7 +8,8 @@ whatever blocks the row holds.
 What a message may carry follows from who reads it: an approval DM goes to one person, so it can
 offer their personal code for the Prefect UI form (stored as a placeholder, rendered only at
 delivery); the Approve / Reject buttons carry only the request id (`value`), because the bridge
-trusts nothing else in a click.
+trusts nothing else in a click. Approve is recorded at once; Reject opens a modal asking why
+(`aims_core/ask_modals.py`). An ask of another kind has one Answer button opening its form.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from pydantic import BaseModel, Field
 
 APPROVE_ACTION_ID: Final = "aims_approve"
 REJECT_ACTION_ID: Final = "aims_reject"
+ANSWER_ACTION_ID: Final = "aims_answer"
+#: The kind of an ask that is an approval (`models.APPROVAL_KIND`); others are answered in a form.
+APPROVAL: Final = "approval"
 DECISION_BLOCK_ID: Final = "aims_decision"
 
 #: Stands for the recipient's personal code in a stored message. The code itself is rendered only
@@ -49,6 +53,7 @@ class ApprovalView(BaseModel):
     """What an approver needs to see to decide, read from the database by the outbox service."""
 
     request_id: int
+    kind: str = APPROVAL
     title: str
     subject: str
     activity: str
@@ -67,7 +72,7 @@ class ApprovalView(BaseModel):
 
 class DecisionLine(BaseModel):
     who: str = Field(description="A Slack mention (<@U…>) or the person's name.")
-    outcome: Literal["approve", "reject"]
+    outcome: Literal["approve", "reject", "answer"]
     at: datetime
     comment: str = ""
 
@@ -181,9 +186,19 @@ def _body(view: ApprovalView) -> list[Block]:
     return blocks
 
 
-def decision_buttons(request_id: int) -> Block:
-    """Approve / Reject. `value` is the request id and nothing else: the bridge trusts only it."""
+def decision_buttons(request_id: int, kind: str = APPROVAL) -> Block:
+    """Approve / Reject for an approval, one Answer button for an ask of another kind. `value`
+    is the request id and nothing else: the bridge trusts only it."""
     value = str(request_id)
+    if kind != APPROVAL:
+        answer = {
+            "type": "button",
+            "action_id": ANSWER_ACTION_ID,
+            "text": {"type": "plain_text", "text": "Answer"},
+            "style": "primary",
+            "value": value,
+        }
+        return {"type": "actions", "block_id": DECISION_BLOCK_ID, "elements": [answer]}
     return {
         "type": "actions",
         "block_id": DECISION_BLOCK_ID,
@@ -206,12 +221,14 @@ def decision_buttons(request_id: int) -> Block:
     }
 
 
-def _code_context(with_code: bool) -> Block:
+def _code_context(with_code: bool, kind: str = APPROVAL) -> Block:
     if with_code:
         return _context(
             "Your personal code for this request in the Prefect UI form: "
             f"`{PERSONAL_CODE_PLACEHOLDER}` (sent only to you; don't share it)."
         )
+    if kind != APPROVAL:
+        return _context("Answer here, or with `aims answer` on the command line.")
     return _context("Decide here, or with `aims approve` / `aims reject` on the command line.")
 
 
@@ -239,10 +256,11 @@ def render_placeholder(blocks: list[Block], value: str) -> list[Block]:
 
 def approval_request_message(view: ApprovalView, *, with_code: bool) -> SlackMessage:
     """The DM asking one approver to decide; `with_code` adds the personal-code placeholder."""
-    blocks = [*_body(view), _context(_meta(view)), _code_context(with_code)]
-    blocks.append(decision_buttons(view.request_id))
+    blocks = [*_body(view), _context(_meta(view)), _code_context(with_code, view.kind)]
+    blocks.append(decision_buttons(view.request_id, view.kind))
     deadline = f", deadline {fmt_utc(view.deadline)}" if view.deadline else ""
-    text = f"Approval requested: {view.title} ({view.subject}){deadline}"
+    asked = "Approval requested" if view.kind == APPROVAL else "Your answer is requested"
+    text = f"{asked}: {view.title} ({view.subject}){deadline}"
     return SlackMessage(text=_fallback(text), blocks=blocks)
 
 
@@ -252,8 +270,8 @@ def reminder_message(view: ApprovalView, n: int, *, with_code: bool) -> SlackMes
     intro = _section(
         f":alarm_clock: *Reminder {n}:* this request is waiting for your decision.{due}"
     )
-    blocks = [intro, *_body(view), _context(_meta(view)), _code_context(with_code)]
-    blocks.append(decision_buttons(view.request_id))
+    blocks = [intro, *_body(view), _context(_meta(view)), _code_context(with_code, view.kind)]
+    blocks.append(decision_buttons(view.request_id, view.kind))
     text = f"Reminder {n}: approval waiting for you: {view.title} ({view.subject})"
     return SlackMessage(text=_fallback(text), blocks=blocks)
 
@@ -261,6 +279,8 @@ def reminder_message(view: ApprovalView, n: int, *, with_code: bool) -> SlackMes
 def decision_line(d: DecisionLine) -> str:
     if d.outcome == "approve":
         line = f":white_check_mark: Approved by {d.who} at {fmt_utc(d.at)}"
+    elif d.outcome == "answer":
+        line = f":memo: Answered by {d.who} at {fmt_utc(d.at)}"
     else:
         line = f":x: Rejected by {d.who} at {fmt_utc(d.at)}"
     if d.comment.strip():
