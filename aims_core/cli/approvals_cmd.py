@@ -143,8 +143,12 @@ def request(
     """Ask for a decision: starts an `approval` run that waits (suspended) for the approvers."""
     import uuid
 
-    from aims_core.cli.engine import start_run
+    from aims_core.cli.engine import known_person, known_roles, known_system, start_run
 
+    # Checked before anything starts: a run given an unknown name would only fail later.
+    requester = known_person(requester, "--requester")
+    system = known_system(system, "--system")
+    role = known_roles(role, "--role")
     spec = approvals.ApprovalRequestIn(
         idempotency_key=f"cli-{uuid.uuid4().hex}",
         subject=subject,

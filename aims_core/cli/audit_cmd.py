@@ -155,7 +155,7 @@ def start(audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's
         if ended is None:
             raise InvalidInput(
                 f"audit {a.id} is followed by run {a.flow_run_id}, and the engine cannot be asked "
-                "whether it still goes on: start the engine first",
+                "whether it still goes on: start the engine first (`aims up`)",
                 "engine",
             )
         if not ended:

@@ -145,7 +145,7 @@ def start(capa_id: int = typer.Argument(..., metavar="ID", help="The CAPA.")) ->
         if ended is None:
             raise InvalidInput(
                 f"CAPA {out.id} is followed by run {out.flow_run_id}, and the engine cannot be "
-                "asked whether it still goes on: start the engine first",
+                "asked whether it still goes on: start the engine first (`aims up`)",
                 "engine",
             )
         if not ended:

@@ -67,21 +67,6 @@ def _default_system() -> str:
     raise NotFound("no AI system to drill on: add one (`aims systems add`)", "system")
 
 
-def _engine_up() -> None:
-    from prefect.client.orchestration import get_client
-
-    from aims_core.cli.engine import EngineNotRunning
-    from deployments.prefect_runs import api_url as _api_url
-
-    with get_client(sync_client=True) as client:
-        if client.api_healthcheck() is not None:
-            raise EngineNotRunning(
-                f"the engine is not running (Prefect API at {_api_url()} unreachable): start it "
-                "first; nothing was recorded",
-                field="engine",
-            )
-
-
 def drill(
     playbook: str = typer.Option(..., "--playbook", help="The playbook to exercise (e.g. bias)."),
     system: str | None = typer.Option(
@@ -96,13 +81,13 @@ def drill(
     ),
 ) -> None:
     """Run a playbook end to end as a drill: hooks rehearsed, never fired; recorded as a drill."""
-    from aims_core.cli.engine import start_run
+    from aims_core.cli.engine import require_engine, start_run
 
     settings = get_settings()
     book = load_playbook(settings, playbook.strip())
     category = _category_of(book.id)
     target = show_system(UnitOfWork(settings), system).name if system else _default_system()
-    _engine_up()
+    require_engine()  # before the drill incident is recorded: nothing written without one
     result = incidents.report(
         UnitOfWork(settings),
         IncidentIn(

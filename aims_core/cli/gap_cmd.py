@@ -53,13 +53,10 @@ def start(
     ),
 ) -> None:
     """Open a gap assessment pre-filled from the records and start its run (needs the engine)."""
-    from aims_core.cli.engine import run_ended, start_run
-    from aims_core.services.people import get_person
+    from aims_core.cli.engine import known_person, run_ended, start_run
 
     uow = UnitOfWork()
-    if assessor:
-        with uow.read():
-            assessor = get_person(uow.session, assessor, "assessor").email
+    assessor = known_person(assessor, "--assessor")
     take_over = False
     existing = gap.open_assessment(uow)
     if existing is not None:
@@ -67,7 +64,8 @@ def start(
         if ended is None:
             raise InvalidInput(
                 f"gap assessment {existing.id} is open in run {existing.flow_run_id}, and the "
-                "engine cannot be asked whether that run goes on: start the engine first",
+                "engine cannot be asked whether that run goes on: start the engine first "
+                "(`aims up`)",
                 "engine",
             )
         if not ended:

@@ -16,7 +16,6 @@ from aims_core.cli._base import print_json, print_table
 from aims_core.rules.gate import GATES, GatePolicy, load_policy, policy_for
 from aims_core.services import gates
 from aims_core.services.gates import Checklist
-from aims_core.services.people import get_person
 from aims_core.settings import get_settings
 from aims_core.uow import UnitOfWork
 
@@ -125,13 +124,11 @@ def request(
 
     The run checks the evidence, asks the approvers the policy names (or ends at once, recorded,
     when evidence is missing or the policy refuses), and on approval moves the system."""
-    from aims_core.cli.engine import start_run
+    from aims_core.cli.engine import known_person, start_run
 
     uow = UnitOfWork()
     checklist = gates.check_gate(uow, system, to)  # a bad system, stage or move: nothing started
-    if requester:
-        with uow.read():
-            requester = get_person(uow.session, requester, field="requester").email
+    requester = known_person(requester, "--requester")
     run_id, name, url = start_run(
         processes.STAGE_GATE.id,
         {"system": checklist.system, "to_stage": checklist.to_stage.value, "requester": requester},

@@ -108,15 +108,12 @@ def start(
     ),
 ) -> None:
     """Start an impact assessment run; it waits (suspended) for answers, then for approval."""
-    from aims_core.cli.engine import start_run
-    from aims_core.services.people import get_person
+    from aims_core.cli.engine import known_person, start_run
     from aims_core.services.systems import show_system
 
     uow = UnitOfWork()
     target = show_system(uow, system)
-    if assessor:
-        with uow.read():
-            assessor = get_person(uow.session, assessor, "assessor").email
+    assessor = known_person(assessor, "--assessor")
     take_over = False
     existing = impact.open_for(uow, target.name)
     if existing is not None:
@@ -125,7 +122,7 @@ def start(
             raise InvalidInput(
                 f"impact assessment {existing.id} of {target.name} is open in run "
                 f"{existing.flow_run_id}, and the engine cannot be asked whether that run still "
-                "goes on: start the engine first",
+                "goes on: start the engine first (`aims up`)",
                 "engine",
             )
         if not ended:
