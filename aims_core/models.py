@@ -325,24 +325,34 @@ class ApprovalStatus(enum.StrEnum):
     approved = "approved"
     rejected = "rejected"
     cancelled = "cancelled"
+    answered = "answered"  # an ask that is not an approval: its quorum of answers is in
 
 
 class Outcome(enum.StrEnum):
     approve = "approve"
     reject = "reject"
+    answer = "answer"  # the typed answer to an ask of another kind (`Decision.answer`)
+
+
+#: The kind of an ask that is an approval (approve / reject); any other kind names its answer
+#: form in `aims_core/ask_forms.py`.
+APPROVAL_KIND = "approval"
 
 
 class ApprovalRequest(Base):
-    """A question put to people: approve this gate, confirm this incident, sign these minutes.
+    """An ask: a question put to people — approve this gate, confirm this incident, verify this
+    CAPA. `kind` says which (an approval, or the answer form of another kind).
 
-    The eligible approvers are fixed when the request is made (roles, RACI, minus the requester),
-    so a later role change cannot silently change who decides an open request.
+    The eligible approvers are fixed when the request is made (roles, RACI, minus the requester
+    and anyone `excluded` for segregation of duties), so a later role change cannot silently
+    change who decides an open request.
     """
 
     __tablename__ = "approval_request"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(80), default=APPROVAL_KIND, server_default="approval")
     subject: Mapped[str] = mapped_column(String(200), index=True)
     activity: Mapped[str] = mapped_column(String(120))
     system_id: Mapped[int | None] = mapped_column(ForeignKey("ai_system.id"))
@@ -357,6 +367,8 @@ class ApprovalRequest(Base):
     round: Mapped[int] = mapped_column(Integer, default=1)
     deadline: Mapped[datetime | None] = mapped_column()
     evidence_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    #: Segregation of duties beyond the requester: a person's email → why they may not answer.
+    excluded: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
     resume_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -374,7 +386,11 @@ class ApprovalRequest(Base):
 
 
 class ApprovalApprover(Base):
-    """An eligible approver of one request, with the hash of their personal code (for the UI)."""
+    """An eligible answerer of one ask, and the state of their personal code for the UI form.
+
+    No code and no hash of one is stored: the code is derived from the evidence key (kept
+    outside the database) and `code_counter`, which advances every time a UI submission naming
+    this person is read — so a code left in Prefect's stored run inputs is dead once read."""
 
     __tablename__ = "approval_approver"
 
@@ -382,7 +398,10 @@ class ApprovalApprover(Base):
         ForeignKey("approval_request.id", ondelete="CASCADE"), primary_key=True
     )
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), primary_key=True)
-    code_hash: Mapped[str] = mapped_column(String(64))
+    code_counter: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    wrong_codes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Five wrong codes lock the UI channel for this person and ask (Slack and CLI still work).
+    ui_locked_at: Mapped[datetime | None] = mapped_column()
 
     person: Mapped[Person] = relationship()
 
@@ -398,6 +417,8 @@ class Decision(Base):
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
     outcome: Mapped[Outcome] = mapped_column(_enum(Outcome, "outcome"))
     comment: Mapped[str] = mapped_column(Text, default="")
+    #: The typed answer of an ask that is not an approval, as its form validated it.
+    answer: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     channel: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(320))
     round: Mapped[int] = mapped_column(Integer)

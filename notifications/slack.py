@@ -47,10 +47,10 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
-from aims_core.approval_codes import personal_code
 from aims_core.messages import render_placeholder
 from aims_core.ports import Delivery, DeliveryReport
 from aims_core.services import outbox
+from aims_core.services.approvals.codes import current_code
 from aims_core.services.outbox import TARGET_DEFAULT, TARGET_DM, TARGET_LOG, NotificationOut
 from aims_core.settings import Settings
 from aims_core.uow import UnitOfWork
@@ -269,7 +269,7 @@ class _Pass:
         elif self.key is None or n.request_id is None or n.recipient_id is None:
             code = CODE_UNAVAILABLE
         else:
-            code = personal_code(self.key, n.request_id, n.recipient_id)
+            code = current_code(self.uow, n.request_id, n.recipient_id) or CODE_UNAVAILABLE
         return render_placeholder(n.blocks, code)
 
     def _log(self, n: NotificationOut, reason: str) -> _Sent:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from aims_core.approval_codes import code_hash, personal_code
+from aims_core.approval_codes import personal_code
 from aims_core.cli import approvals_cmd
 from aims_core.cli._base import AimsGroup
 from aims_core.db import is_sqlite, session_factory
@@ -132,16 +132,12 @@ def test_request_fields_codes_and_audit(org: UnitOfWork, settings: Settings, act
     assert out.system == "credit-scoring" and out.requester == DS and out.flow_run_id == "run-1"
     assert out.deadline is not None and out.deadline.tzinfo is not None
     assert out.approvals == [] and out.rejections == [] and not out.resume_pending
-    # Each approver's code hash is stored; the code itself is nowhere in the database.
-    key = settings.evidence_key_bytes()
-    assert key
+    # Each approver's code counter starts at 0; no code (nor its hash) is stored
+    # (tests/test_asks.py looks for them in every column).
     with session_factory(settings.effective_database_url)() as s:
         rows = s.scalars(select(ApprovalApprover).where(ApprovalApprover.request_id == out.id))
-        stored = {r.person_id: r.code_hash for r in rows}
-    assert stored == {
-        person_id(settings, e): code_hash(personal_code(key, out.id, person_id(settings, e)))
-        for e in out.approvers
-    }
+        stored = {r.person_id: (r.code_counter, r.wrong_codes, r.ui_locked_at) for r in rows}
+    assert stored == {person_id(settings, e): (0, 0, None) for e in out.approvers}
     (event,) = audits(settings, "approval.requested")
     assert event.subject == f"approval:{out.id}" and event.actor == actor.who
     assert event.details["about"] == "gate:credit-scoring:validation-deployment"
@@ -290,7 +286,7 @@ def _refusal_cases() -> dict[str, Callable[[Settings, int], tuple[DecisionIn, Ac
     def code_of(settings: Settings, rid: int, email: str) -> str:
         key = settings.evidence_key_bytes()
         assert key
-        return personal_code(key, rid, person_id(settings, email))
+        return personal_code(key, rid, person_id(settings, email), 0)
 
     return {
         "not-eligible": lambda s, rid: (decision(rid, GOV), SLACK),
@@ -340,6 +336,7 @@ def test_closed_refusal_is_audited(org: UnitOfWork, settings: Settings, actor: A
     assert event.details == {
         "reason": "closed",
         "person": ETHICS,
+        "channel": "slack",
         "outcome": "approve",
         "message": exc.value.message,
     }
@@ -375,7 +372,7 @@ def test_ui_with_the_right_code_is_accepted(
     req = ap.create_request(org, gate(), actor)
     key = settings.evidence_key_bytes()
     assert key
-    code = personal_code(key, req.id, person_id(settings, COMPLIANCE))
+    code = personal_code(key, req.id, person_id(settings, COMPLIANCE), 0)
     typed = " " + code.lower().replace("-", " ") + " "  # as a person might type it
     ui = Actor(who="prefect-ui", channel="ui")
     result = ap.decide(org, decision(req.id, COMPLIANCE, code=typed), ui)

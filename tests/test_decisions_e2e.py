@@ -208,11 +208,14 @@ def resumes(flow_run_id) -> int:  # type: ignore[no-untyped-def]
 
 
 def code_for(engine, request_id: int, email: str) -> str:  # type: ignore[no-untyped-def]
-    from aims_core.approval_codes import personal_code
     from aims_core.models import Person
+    from aims_core.services import approvals
+    from aims_core.uow import UnitOfWork
 
     person_id = scalar(engine, select(Person.id).where(Person.email == email))
-    return personal_code(engine.settings.evidence_key_bytes(), request_id, person_id)
+    code = approvals.current_code(UnitOfWork(engine.settings), request_id, person_id)
+    assert code
+    return code
 
 
 def decisions(engine, request_id: int) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]

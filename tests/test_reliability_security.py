@@ -51,6 +51,7 @@ from aims_core.approval_codes import personal_code
 from aims_core.db import get_engine
 from aims_core.messages import APPROVE_ACTION_ID, REJECT_ACTION_ID
 from aims_core.models import Base, Decision, Incident
+from aims_core.services import approvals
 from aims_core.services.demo import load_demo
 from aims_core.settings import Settings
 from aims_core.uow import Actor, UnitOfWork
@@ -456,7 +457,12 @@ def test_ui_form_decisions_without_the_right_code_are_refused_and_audited(
     assert key
 
     def code(user: str, request_id: int = rid) -> str:
-        return personal_code(key, request_id, person_id(authorisation, EMAIL[user]))
+        """The person's code as it stands now (each form read naming them advances it)."""
+        found = approvals.current_code(
+            UnitOfWork(authorisation), request_id, person_id(authorisation, EMAIL[user])
+        )
+        assert found
+        return found
 
     cases: list[tuple[str, str, str]] = [  # (who is claimed, code typed, expected reason)
         (ETHICS, "", "bad-code"),
@@ -482,15 +488,28 @@ def test_ui_form_decisions_without_the_right_code_are_refused_and_audited(
     assert _refusals(authorisation, "ui") == sorted(
         (reason, EMAIL[u], f"ui-claim:{EMAIL[u]}") for u, _, reason in cases
     )
+    # Five wrong codes named ETHICS: the UI is locked for them on this request, right code or not.
     with disable_run_logger():
-        accepted = _decide_from_ui(
+        locked = _decide_from_ui(
             authorisation,
             rid,
             ApprovalInput(approver=EMAIL[ETHICS], decision="approve", code=code(ETHICS)),
         )
+        accepted = _decide_from_ui(
+            authorisation,
+            rid,
+            ApprovalInput(
+                approver=EMAIL[CREDIT_OWNER], decision="approve", code=code(CREDIT_OWNER)
+            ),
+        )
+    assert locked is not None and "locked" in locked
     assert accepted is None and count(authorisation, Decision) == 1
     reliability.record(
-        "authorisation", channel="ui", attempts=len(cases), refused=len(cases), audited=len(cases)
+        "authorisation",
+        channel="ui",
+        attempts=len(cases) + 1,
+        refused=len(cases) + 1,
+        audited=len(cases) + 1,
     )
 
 
@@ -618,7 +637,7 @@ def test_no_secret_appears_in_logs_artifacts_errors_or_config_show(
         key = s.evidence_key_bytes()
         assert key
         codes = {
-            f"approval code of {u}": personal_code(key, rid, person_id(s, EMAIL[u]))
+            f"approval code of {u}": personal_code(key, rid, person_id(s, EMAIL[u]), 0)
             for u in APPROVERS
         }
         with UnitOfWork(s) as uow:

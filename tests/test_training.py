@@ -585,7 +585,6 @@ print(answer.status_code, answer.text)
 """
 _UI_FORM = """
 import sys
-from aims_core.approval_codes import personal_code
 from aims_core.services import approvals
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
@@ -595,7 +594,7 @@ settings = get_settings()
 uow = UnitOfWork(settings)
 with uow.read():
     person_id = uow.session.query(Person.id).filter(Person.email == email).scalar()
-code = personal_code(settings.evidence_key_bytes(), request_id, person_id)
+code = approvals.current_code(uow, request_id, person_id)
 try:
     approvals.decide(
         uow,

@@ -11,7 +11,8 @@ requests: `escalation`.
 This module only re-exports what callers use.
 """
 
-from aims_core.services.approvals.decisions import competence_checks, decide
+from aims_core.services.approvals.codes import current_code, hand_over_code
+from aims_core.services.approvals.decisions import MAX_WRONG_CODES, competence_checks, decide
 from aims_core.services.approvals.escalation import (
     GOVERNANCE_LEAD,
     escalate_within,
@@ -52,6 +53,7 @@ __all__ = [
     "DECIDING_KINDS",
     "FLOW_ACTOR",
     "GOVERNANCE_LEAD",
+    "MAX_WRONG_CODES",
     "ORG_SCOPE",
     "ApprovalRequestIn",
     "ApprovalRequestOut",
@@ -64,10 +66,12 @@ __all__ = [
     "attach_flow_run",
     "competence_checks",
     "create_request",
+    "current_code",
     "decide",
     "escalate_within",
     "escalation_contacts",
     "get_request",
+    "hand_over_code",
     "list_requests",
     "mark_resumed",
     "next_round",

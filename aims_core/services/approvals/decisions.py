@@ -1,8 +1,13 @@
-"""Deciding: one person's approval or rejection, from any channel (Slack, UI form, CLI).
+"""Answering an ask: one person's approval, rejection or typed answer, from any channel (Slack,
+UI form, CLI).
 
-Each person decides once; a refusal is audited even though nothing else is written; the
-decision is committed before any caller acknowledges it. The training check is always on: it is
-called directly here, so no process can decide without it.
+Each person answers once per ask (a new attempt after a rejection is a new ask); a refusal is
+audited even though nothing else is written; the answer is committed before any caller
+acknowledges it. The training check is always on: it is called directly here, so no process can
+decide without it. A typed answer is validated by its kind's form (`aims_core/ask_forms.py`), the
+same model every channel shows. In the Prefect UI the person's personal code proves who answers:
+reading a code advances the person's counter for the ask (a read code is dead), and five wrong
+codes lock the UI channel for that person and ask (Slack and the CLI still work).
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aims_core.approval_codes import code_matches
+from aims_core.ask_forms import answer_model
 from aims_core.errors import InvalidInput
+from aims_core.messages import PERSONAL_CODE_PLACEHOLDER
 from aims_core.models import (
+    APPROVAL_KIND,
     ApprovalApprover,
     ApprovalRequest,
     ApprovalStatus,
@@ -25,13 +33,19 @@ from aims_core.models import (
     Person,
     as_utc,
 )
+from aims_core.services import directory, outbox
+from aims_core.services.approvals.escalation import GOVERNANCE_LEAD
 from aims_core.services.approvals.queries import now, subject
 from aims_core.services.approvals.schemas import DecisionIn, DecisionResult, Refused
+from aims_core.services.inputs import validated
 from aims_core.services.people import deactivation_text
 from aims_core.services.training.competence import competence_refusal
 from aims_core.uow import Actor, UnitOfWork, locked
 
-__all__ = ["competence_checks", "decide"]
+__all__ = ["MAX_WRONG_CODES", "competence_checks", "decide"]
+
+#: Wrong personal codes after which the UI channel is locked for that person and ask.
+MAX_WRONG_CODES = 5
 
 #: Further checks that may veto a decision for the person's competence, after the built-in
 #: training check (`training.competence_refusal`, always called). Each returns a refusal text,
@@ -51,6 +65,12 @@ def decide(
     """
     if data.outcome is Outcome.reject and not data.comment.strip():
         raise InvalidInput("a rejection needs a comment saying why", "comment")
+    if actor.channel == "ui":
+        try:
+            _read_ui_code(uow, data, actor)
+        except Refused as exc:
+            _audit_refusal(uow, data, actor, exc)
+            raise
     for attempt in (1, 2):
         try:
             with uow:
@@ -85,26 +105,22 @@ def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor, at: datetime
             f"{deactivation_text(s, person)}: not eligible to decide request {req.id}",
         )
     approver = s.get(ApprovalApprover, (req.id, person.id))
-    # The UI cannot tell who typed the form: only this approver's code for this request counts.
-    if (
-        actor.channel == "ui"
-        and approver is not None
-        and not (data.code and code_matches(data.code, approver.code_hash))
-    ):
-        raise Refused(
-            "bad-code",
-            f"the code does not match {person.email}'s personal code for request {req.id}",
-        )
+    answer = _validated_answer(uow, req, data)
     previous = s.scalar(
         select(Decision).where(Decision.request_id == req.id, Decision.person_id == person.id)
     )
-    if previous is not None and previous.outcome is data.outcome:
+    if previous is not None and (previous.outcome, previous.answer) == (data.outcome, answer):
         return _result(s, req, recorded=False)
     if req.status is not ApprovalStatus.open:
         raise Refused("closed", f"request {req.id} is already {req.status.value}")
     if req.requester_id == person.id:
         raise Refused(
             "requester", f"{person.email} asked for request {req.id} and cannot decide it"
+        )
+    if person.email in (req.excluded or {}):
+        raise Refused(
+            "separation",
+            f"{person.email} may not answer request {req.id}: {req.excluded[person.email]}",
         )
     if approver is None:
         eligible = ", ".join(a.person.email for a in req.approvers)
@@ -114,10 +130,10 @@ def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor, at: datetime
             f"(eligible: {eligible})",
         )
     if previous is not None:
+        chose = "answered" if previous.outcome is Outcome.answer else f"chose {previous.outcome}"
         raise Refused(
             "already-decided",
-            f"{person.email} already chose {previous.outcome.value} on request {req.id}; "
-            "a decision cannot be changed",
+            f"{person.email} already {chose} on request {req.id}; an answer cannot be changed",
         )
     problem = competence_refusal(s, person, req, uow.settings)
     for check in competence_checks:
@@ -131,6 +147,7 @@ def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor, at: datetime
             person_id=person.id,
             outcome=data.outcome,
             comment=data.comment.strip(),
+            answer=answer,
             channel=actor.channel,
             actor=actor.who,
             round=req.round,
@@ -142,7 +159,9 @@ def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor, at: datetime
     if rejections:
         req.status = ApprovalStatus.rejected
     elif approvals >= req.quorum:
-        req.status = ApprovalStatus.approved
+        req.status = (
+            ApprovalStatus.approved if req.kind == APPROVAL_KIND else ApprovalStatus.answered
+        )
     if req.status is not ApprovalStatus.open:
         req.decided_at = at
         req.resume_pending = req.flow_run_id is not None
@@ -153,8 +172,10 @@ def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor, at: datetime
         subject(req.id),
         about=req.subject,
         person=person.email,
+        kind=req.kind,
         outcome=data.outcome.value,
         comment=data.comment.strip(),
+        answer=answer,
         round=req.round,
         status=req.status.value,
         approvals=approvals,
@@ -165,10 +186,135 @@ def _decide_locked(uow: UnitOfWork, data: DecisionIn, actor: Actor, at: datetime
 
 
 def _counts(session: Session, request_id: int) -> tuple[int, int]:
+    """(answers towards the quorum — approvals or typed answers —, rejections)."""
     outcomes = list(
         session.scalars(select(Decision.outcome).where(Decision.request_id == request_id))
     )
-    return outcomes.count(Outcome.approve), outcomes.count(Outcome.reject)
+    return len(outcomes) - outcomes.count(Outcome.reject), outcomes.count(Outcome.reject)
+
+
+def _validated_answer(
+    uow: UnitOfWork, req: ApprovalRequest, data: DecisionIn
+) -> dict[str, object] | None:
+    """An approval takes approve/reject and no answer; another kind takes its form's answer
+    (or a rejection where the flow offers one), validated by the same model every channel shows."""
+    if req.kind == APPROVAL_KIND:
+        if data.outcome is Outcome.answer or data.answer is not None:
+            raise InvalidInput(f"request {req.id} is an approval: approve or reject", "outcome")
+        return None
+    if data.outcome is not Outcome.answer:
+        raise InvalidInput(f"request {req.id} asks for an answer, not {data.outcome}", "outcome")
+    model = answer_model(uow.settings, req.kind)
+    return validated(model, data.answer or {}).model_dump(mode="json")
+
+
+def _read_ui_code(uow: UnitOfWork, data: DecisionIn, actor: Actor) -> None:
+    """Read the personal code typed into a UI form naming an eligible answerer, in a
+    transaction of its own that commits whatever the outcome: the counter advances (the code
+    just read is dead, and the new one is sent to the person privately); a wrong code counts
+    towards the lock. Refused when the code is wrong or the UI is locked for them."""
+    at = now()
+    with uow:
+        s = uow.session
+        row = s.scalar(
+            select(ApprovalApprover)
+            .join(Person, Person.id == ApprovalApprover.person_id)
+            .where(ApprovalApprover.request_id == data.request_id, Person.email == data.person)
+            .with_for_update(of=ApprovalApprover)
+        )
+        if row is None:
+            return  # not an eligible answerer: the decision's own checks say why
+        key = uow.settings.evidence_key_bytes()
+        right = bool(
+            data.code
+            and key
+            and code_matches(data.code, key, row.request_id, row.person_id, row.code_counter)
+        )
+        row.code_counter += 1
+        was_locked = row.ui_locked_at is not None
+        locked_now = False
+        if not was_locked and not right:
+            row.wrong_codes += 1
+            locked_now = row.wrong_codes >= MAX_WRONG_CODES
+            if locked_now:
+                row.ui_locked_at = at
+        req = s.get(ApprovalRequest, row.request_id)
+        assert req is not None
+        person = row.person
+        uow.audit(
+            actor,
+            "ask.code-read",
+            subject(req.id),
+            person=person.email,
+            right=right,
+            wrong_codes=row.wrong_codes,
+            locked=row.ui_locked_at is not None,
+        )
+        if req.status is ApprovalStatus.open:
+            _send_new_code(s, req, person, row.code_counter)
+        if locked_now:
+            _tell_locked(s, req, person)
+        uow.commit()
+    if was_locked:
+        raise Refused(
+            "ui-locked",
+            f"too many wrong codes: the Prefect UI form is locked for {data.person} on request "
+            f"{data.request_id}; answer in Slack or with `aims answer` / `aims approve`",
+        )
+    if not right:
+        raise Refused(
+            "bad-code",
+            f"the code does not match {data.person}'s personal code for request "
+            f"{data.request_id} (a code works once: the newest was sent to them)"
+            + (
+                "; that was the fifth wrong code: the form is now locked for them"
+                if locked_now
+                else ""
+            ),
+        )
+
+
+def _send_new_code(session: Session, req: ApprovalRequest, person: Person, counter: int) -> None:
+    """The person's next code, privately (rendered at delivery from the counter, never stored)."""
+    outbox.tell(
+        session,
+        person,
+        key=f"ask-{req.id}-code-{person.id}-{counter}",
+        kind="ask-code",
+        subject=req.subject,
+        thread_key=f"approval-{req.id}-to-{person.id}",
+        text=f"A Prefect UI form for request #{req.id} named you; your new personal code",
+        blocks=[
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"A Prefect UI form for request #{req.id} was read with your name. "
+                    f"Your code there changed; your new personal code: "
+                    f"`{PERSONAL_CODE_PLACEHOLDER}` (sent only to you; a code works once).",
+                },
+            }
+        ],
+        request_id=req.id,
+    )
+
+
+def _tell_locked(session: Session, req: ApprovalRequest, person: Person) -> None:
+    text = (
+        f"The Prefect UI form of request #{req.id} ({req.subject}) is locked for {person.email} "
+        f"after {MAX_WRONG_CODES} wrong personal codes. Slack and the CLI still work."
+    )
+    leads = directory.role_holders(session, [GOVERNANCE_LEAD])
+    for who in [person, *(p for p in leads if p.id != person.id)]:
+        outbox.tell(
+            session,
+            who,
+            key=f"ask-{req.id}-ui-locked-{person.id}-to-{who.id}",
+            kind="ask-ui-locked",
+            subject=req.subject,
+            thread_key=f"ask-{req.id}-ui-locked-{who.id}",
+            text=text,
+        )
 
 
 def _result(
@@ -205,6 +351,7 @@ def _audit_refusal(uow: UnitOfWork, data: DecisionIn, actor: Actor, exc: Refused
             subject(data.request_id),
             reason=exc.reason,
             person=data.person,
+            channel=actor.channel,
             outcome=data.outcome.value,
             message=exc.message,
         )

@@ -75,6 +75,7 @@ def request_out(r: ApprovalRequest) -> ApprovalRequestOut:
             name=d.person.name,
             outcome=d.outcome,
             comment=d.comment,
+            answer=d.answer,
             channel=d.channel,
             actor=d.actor,
             round=d.round,
@@ -84,6 +85,7 @@ def request_out(r: ApprovalRequest) -> ApprovalRequestOut:
     ]
     return ApprovalRequestOut(
         id=r.id,
+        kind=r.kind,
         subject=r.subject,
         activity=r.activity,
         system=r.system.name if r.system else None,
@@ -96,8 +98,10 @@ def request_out(r: ApprovalRequest) -> ApprovalRequestOut:
         requester=r.requester.email if r.requester else None,
         requested_by=r.requested_by,
         approvers=[a.person.email for a in r.approvers],
+        excluded=dict(r.excluded or {}),
         approvals=[d.person for d in decisions if d.outcome is Outcome.approve],
         rejections=[d.person for d in decisions if d.outcome is Outcome.reject],
+        answered_by=[d.person for d in decisions if d.outcome is Outcome.answer],
         decisions=decisions,
         evidence_ids=list(r.evidence_ids or []),
         flow_run_id=r.flow_run_id,

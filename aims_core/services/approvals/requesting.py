@@ -1,5 +1,6 @@
-"""Asking for a decision: who is eligible, fixed when the request is made (roles, scoped by the
-RACI of the activity, never the requester), each with a personal code for the UI."""
+"""Asking: who is eligible, fixed when the ask is made (roles, scoped by the RACI of the activity,
+never the requester nor anyone excluded for segregation of duties), each with a personal code
+for the UI (derived, never stored: `aims_core/approval_codes.py`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from aims_core.approval_codes import code_hash, personal_code
 from aims_core.errors import AimsError, Conflict, InvalidInput
 from aims_core.models import (
     AISystem,
@@ -43,7 +43,11 @@ DECIDING_KINDS: Final = (RaciKind.responsible, RaciKind.consulted)
 
 
 def _eligible(
-    session: Session, data: ApprovalRequestIn, system: AISystem | None, requester: Person | None
+    session: Session,
+    data: ApprovalRequestIn,
+    system: AISystem | None,
+    requester: Person | None,
+    excluded: list[Person],
 ) -> list[Person]:
     roles = list(dict.fromkeys(data.approver_roles))
     known = set(session.scalars(select(Role.id).where(Role.id.in_(roles))))
@@ -60,6 +64,8 @@ def _eligible(
             holders[raci.accountable.id] = raci.accountable
     if requester is not None:
         holders.pop(requester.id, None)
+    for person in excluded:
+        holders.pop(person.id, None)
     people = sorted(holders.values(), key=lambda p: p.id)
     if len(people) < data.quorum:
         where = f"roles {', '.join(roles)}"
@@ -67,6 +73,8 @@ def _eligible(
             where += f" within the RACI of {data.activity}@{raci.scope}"
         if requester is not None:
             where += f", not the requester {requester.email}"
+        for person in excluded:
+            where += f", not {person.email} ({data.excluded[person.email]})"
         who = ", ".join(p.email for p in people) or "nobody"
         raise InvalidInput(
             f"quorum {data.quorum} needs more approvers than are eligible ({len(people)}: "
@@ -96,7 +104,7 @@ def create_request(
     A retried step may recompute its deadline or wording, so a repeat is matched on the key and
     only a different subject or activity (a real key clash) is a Conflict.
     """
-    key = _key(uow)
+    _key(uow)  # no key, no personal codes: refuse now rather than at the UI form
     try:
         with uow:
             s = uow.session
@@ -105,7 +113,8 @@ def create_request(
                 return request_out(existing)
             system = get_system(s, data.system) if data.system else None
             requester = get_person(s, data.requester, "requester") if data.requester else None
-            approvers = _eligible(s, data, system, requester)
+            excluded = [get_person(s, email, "excluded") for email in data.excluded]
+            approvers = _eligible(s, data, system, requester, excluded)
             evidence_ids = list(dict.fromkeys(data.evidence_ids))
             if evidence_ids:
                 found = set(s.scalars(select(Evidence.id).where(Evidence.id.in_(evidence_ids))))
@@ -114,6 +123,8 @@ def create_request(
                     raise InvalidInput(f"no evidence with id {missing[0]}", "evidence_ids")
             row = ApprovalRequest(
                 idempotency_key=data.idempotency_key,
+                kind=data.kind,
+                excluded=dict(data.excluded),
                 subject=data.subject,
                 activity=data.activity,
                 system=system,
@@ -129,18 +140,14 @@ def create_request(
                 created_at=as_utc(at) if at is not None else now(),
             )
             s.add(row)
-            s.flush()  # the id is part of each personal code
             for p in approvers:
-                row.approvers.append(
-                    ApprovalApprover(
-                        person=p, code_hash=code_hash(personal_code(key, row.id, p.id))
-                    )
-                )
+                row.approvers.append(ApprovalApprover(person=p))
             s.flush()
             uow.audit(
                 actor,
                 "approval.requested",
                 subject(row.id),
+                kind=data.kind,
                 about=data.subject,
                 activity=data.activity,
                 system=system.name if system else None,
@@ -148,6 +155,7 @@ def create_request(
                 approvers=[p.email for p in approvers],
                 quorum=data.quorum,
                 requester=data.requester,
+                excluded=dict(data.excluded),
                 deadline=data.deadline.isoformat() if data.deadline else None,
                 evidence_ids=evidence_ids,
                 idempotency_key=data.idempotency_key,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -15,9 +15,10 @@ from pydantic import (
     StringConstraints,
 )
 
+from aims_core.ask_forms import known_kind
 from aims_core.errors import AimsError
 from aims_core.evidence_schemas import check_subject
-from aims_core.models import ApprovalStatus, Outcome
+from aims_core.models import APPROVAL_KIND, ApprovalStatus, Outcome
 from aims_core.schemas import Email, SystemName
 
 __all__ = [
@@ -37,6 +38,8 @@ RefusalReason = Literal[
     "training",
     "closed",
     "bad-code",
+    "ui-locked",
+    "separation",
     "already-decided",
     "unknown-request",
     "unknown-person",
@@ -65,6 +68,12 @@ def _one_line(value: str) -> str:
     return value
 
 
+def _known_kind(value: str) -> str:
+    if not known_kind(value):
+        raise ValueError(f"no answer form '{value}'")
+    return value
+
+
 Slug = Annotated[
     str,
     StringConstraints(
@@ -79,6 +88,8 @@ class ApprovalRequestIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    #: `approval`, or the answer form of another kind of ask (`aims_core/ask_forms.py`).
+    kind: Annotated[str, AfterValidator(_known_kind)] = APPROVAL_KIND
     subject: Annotated[str, AfterValidator(check_subject)]
     activity: Slug
     system: Annotated[SystemName | None, BeforeValidator(_blank_to_none)] = None
@@ -89,6 +100,9 @@ class ApprovalRequestIn(BaseModel):
     approver_roles: list[Annotated[str, BeforeValidator(_lower)]] = Field(min_length=1)
     quorum: int = Field(default=1, ge=1)
     requester: Annotated[Email | None, BeforeValidator(_blank_to_none)] = None
+    #: Segregation of duties beyond the requester: email → why they may not answer (e.g. the
+    #: CAPA's owner does not verify it).
+    excluded: dict[Annotated[str, BeforeValidator(_lower)], str] = Field(default_factory=dict)
     deadline: AwareDatetime | None = None
     evidence_ids: list[int] = Field(default_factory=list)
     flow_run_id: Annotated[
@@ -101,6 +115,7 @@ class DecisionOut(BaseModel):
     name: str
     outcome: Outcome
     comment: str
+    answer: dict[str, Any] | None = None
     channel: str
     actor: str
     round: int
@@ -109,6 +124,7 @@ class DecisionOut(BaseModel):
 
 class ApprovalRequestOut(BaseModel):
     id: int
+    kind: str
     subject: str
     activity: str
     system: str | None
@@ -121,8 +137,10 @@ class ApprovalRequestOut(BaseModel):
     requester: str | None
     requested_by: str
     approvers: list[str]
+    excluded: dict[str, str]
     approvals: list[str]
     rejections: list[str]
+    answered_by: list[str]
     decisions: list[DecisionOut]
     evidence_ids: list[int]
     flow_run_id: str | None
@@ -141,7 +159,9 @@ class DecisionIn(BaseModel):
     person: Annotated[str, BeforeValidator(_lower), StringConstraints(max_length=320)]
     outcome: Outcome
     comment: Annotated[str, StringConstraints(max_length=5_000)] = ""
-    code: str | None = None
+    #: The typed answer of an ask that is not an approval; validated by its form.
+    answer: dict[str, Any] | None = None
+    code: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
 class DecisionResult(BaseModel):
@@ -161,6 +181,8 @@ class DecisionResult(BaseModel):
             return f"approved ({self.approvals} of {self.quorum})"
         if self.status is ApprovalStatus.rejected:
             return f"rejected ({self.rejections} rejection{'s' * (self.rejections != 1)})"
+        if self.status is ApprovalStatus.answered:
+            return f"answered ({self.approvals} of {self.quorum})"
         if self.status is ApprovalStatus.open:
             return f"waiting: {self.approvals} of {self.quorum} approvals"
         return self.status.value
