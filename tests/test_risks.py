@@ -536,9 +536,10 @@ def test_cli_event_with_the_engine_down_keeps_the_record_and_exits_3(
         False,
     )
 
-    # `aims risks assess` needs the engine too, and says so.
+    # `aims risks assess` needs the engine too, and says so (1: the input was fine).
     result = run_cli("risks", "assess", "credit-scoring", "--event", str(event_id))
-    assert result.exit_code == 2 and "the engine is not running" in result.stderr
+    assert result.exit_code == 1 and "the engine is not running" in result.stderr
+    assert "start it with `aims up`" in result.stderr
 
 
 def test_cli_bad_event_exits_2_and_writes_nothing(
