@@ -103,7 +103,7 @@ def test_slack_click_resumes_the_suspended_run(engine) -> None:
         task_runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
         )
-    opened = [t for t in task_runs if t.name.startswith("open approval request")]
+    opened = [t for t in task_runs if t.name.startswith("open ask")]
     assert any(t.state.name == "Cached" for t in opened), [t.state.name for t in opened]
     assert (
         scalar(
@@ -305,7 +305,8 @@ def test_cli_approval_and_a_triple_click_reach_a_2_of_3_quorum_with_one_resume(e
 
 
 def test_a_rejection_over_socket_mode_resumes_the_run_rejected(engine) -> None:
-    from fakes.slack_signing import block_actions_payload as payload_for
+    """A Slack rejection is the reason modal's submission (Reject opens it)."""
+    from fakes.slack_views import reject_submission_payload
     from fakes.socket_mode_server import FakeSocketModeServer
     from pydantic import SecretStr
 
@@ -320,8 +321,10 @@ def test_a_rejection_over_socket_mode_resumes_the_run_rejected(engine) -> None:
         bridge.connect()
         try:
             server.wait_connected()
-            eid = server.send_interactive(payload_for(SLACK_IDS[ETHICS], req.id, "reject"))
-            server.wait_for_ack(eid)
+            payload = reject_submission_payload(SLACK_IDS[ETHICS], req.id, "bias not tested")
+            eid = server.send_interactive(payload)
+            ack = server.wait_for_ack(eid)
+            assert ack["payload"]["view"]["title"]["text"] == "Recorded", ack
             done = wait_for_state(run.id, {"Completed"})
         finally:
             bridge.client.auto_reconnect_enabled = False
@@ -332,6 +335,8 @@ def test_a_rejection_over_socket_mode_resumes_the_run_rejected(engine) -> None:
     assert outcome.approved is False
     assert outcome.status == "rejected"
     assert decisions(engine, req.id) == [(ETHICS, "slack")]
+    reason = select(Decision.comment).where(Decision.request_id == req.id)
+    assert scalar(engine, reason) == "bias not tested"  # the typed reason, recorded
 
 
 def test_decision_while_prefect_is_down_is_kept_and_the_reconciler_resumes_later(engine) -> None:
