@@ -9,6 +9,7 @@ test must see whether anything called it.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -48,19 +49,21 @@ def option(args: list[str], name: str, value: str) -> list[str]:
 
 
 class Calls(list[str]):
-    """The paths a stand-in Prefect API was asked for, in order."""
+    """The paths a stand-in Prefect API was asked for, in order; it answers with `status`."""
+
+    status = 200
 
 
 @pytest.fixture
 def prefect_api() -> Iterator[Calls]:
     """A server at PREFECT_API_URL that records every request and answers 200 (so an engine
-    "answers" its health check): any request it sees is a call to Prefect."""
+    "answers" its health check; `status` changes it): any request it sees is a call to Prefect."""
     calls = Calls()
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             calls.append(f"{self.command} {self.path}")
-            self.send_response(200)
+            self.send_response(calls.status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(b"true")
@@ -169,10 +172,20 @@ def test_a_bad_requester_exits_2_even_with_the_engine_down(
 def test_valid_input_reaches_the_engine_only_through_its_health_check(
     org: UnitOfWork, run_cli: Any, prefect_api: Calls
 ) -> None:
-    """A valid request passes the checks; the start then asks the API if it answers first
-    (the stand-in answers, but serves no deployment: the start itself fails)."""
+    """A valid request passes the checks; the start then asks the API if it answers first.
+    Something else at that address (a proxy's 404) is no engine; the stand-in answering 200
+    is, but serves no deployment: the start itself fails, after the health check."""
+    prefect_api.status = 404
     result = run_cli(*option(REQUEST, "--requester", f"DS.Lead{D}"))
-    assert prefect_api[0] == "GET /api/health", prefect_api
+    assert result.exit_code == 1, result.output
+    assert "answers its health check with HTTP 404" in error_line(result)
+    assert "start it with `aims up`" in error_line(result)
+    assert prefect_api == ["GET /api/health"]
+
+    prefect_api.status = 200
+    result = run_cli(*option(REQUEST, "--requester", f"DS.Lead{D}"))
+    assert prefect_api[1] == "GET /api/health", prefect_api
+    assert len(prefect_api) > 2  # then Prefect's client, for the deployment
     assert result.exit_code != 0 and "approval/approval" in result.output
 
 
@@ -222,7 +235,20 @@ def test_with_the_api_at_a_closed_port_a_run_start_names_aims_up_within_seconds(
         elapsed = time.monotonic() - started
         assert result.exit_code == 1, (args, result.output)
         line = error_line(result)
-        assert f"no answer from the Prefect API at {closed_port}" in line
+        assert f"no answer from the Prefect API at {closed_port}: " in line
         assert "start it with `aims up`" in line
         assert elapsed < NO_ENGINE_WITHIN_S
+
+    # A port that takes the connection and never answers: the health check gives up in time.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # never accepted: the kernel completes the connection, nobody reads
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/api"
+        with temporary_settings({PREFECT_API_URL: url}):
+            started = time.monotonic()
+            result = run_cli(*REQUEST)
+            elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.output
+    assert f"no answer from the Prefect API at {url} within " in error_line(result)
+    assert elapsed < NO_ENGINE_WITHIN_S
     assert count(settings, ApprovalRequest) == 0

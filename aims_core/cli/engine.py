@@ -11,6 +11,7 @@ so a run "started" there never runs.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -33,8 +34,10 @@ __all__ = [
     "wake",
 ]
 
-#: How long the engine's health check may take: a command must answer within seconds, and
-#: Prefect's own client retries a timed-out call with growing pauses (a minute and more).
+#: How long the engine's health check may wait to connect, and then for its answer: a command
+#: must say within seconds that no engine runs, and Prefect's own client retries a timed-out
+#: call with growing pauses (a minute and more). A local engine answers in milliseconds.
+CONNECT_TIMEOUT_S: Final = 1.0
 HEALTH_TIMEOUT_S: Final = 1.5
 
 
@@ -125,26 +128,45 @@ def _data_dir() -> str:
 
 def engine_api_url() -> str | None:
     """The Prefect API the CLI talks to (PREFECT_API_URL, or engine.json's, see
-    `adopt_running_engine`); None when none is configured."""
+    `adopt_running_engine`); None when none is configured. The environment wins over Prefect's
+    other sources (profile, prefect.toml), so before Prefect is imported its variable is read
+    as is: a command that finds no engine there exits without Prefect's ~1.5 s import."""
+    if "prefect.settings" not in sys.modules and (url := os.environ.get("PREFECT_API_URL")):
+        return url
     from prefect.settings import PREFECT_API_URL
 
     return PREFECT_API_URL.value() or None
 
 
-def _answers(api_url: str) -> bool:
-    """Whether a server answers the API's health check within HEALTH_TIMEOUT_S, one try. Any
-    answer below 500 counts (a 401 is a server there): the start itself says what else is wrong."""
+def _health_problem(api_url: str) -> str | None:
+    """Why the API at `api_url` is not an engine that answers (None: it is): its health check,
+    one try within seconds. A 2xx counts, and a 401/403 (a Prefect API that wants credentials:
+    the start itself says whether they are right); anything else answering at that address (a
+    proxy's 404) is no engine."""
     import httpx
 
-    from deployments.prefect_runs import _tls_context
+    verify: Any = True
+    if api_url.startswith("https:"):  # Prefect's own TLS settings (a CA file, skip-verify)
+        from deployments.prefect_runs import _tls_context
 
+        verify = _tls_context()
     try:
         response = httpx.get(
-            f"{api_url.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S, verify=_tls_context()
+            f"{api_url.rstrip('/')}/health",
+            timeout=httpx.Timeout(HEALTH_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            verify=verify,
         )
-    except httpx.HTTPError:
-        return False
-    return response.status_code < 500
+    except httpx.ConnectTimeout:
+        return f"the Prefect API at {api_url} cannot be reached within {CONNECT_TIMEOUT_S:g} s"
+    except httpx.TimeoutException:
+        return f"no answer from the Prefect API at {api_url} within {HEALTH_TIMEOUT_S:g} s"
+    except httpx.HTTPError as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"no answer from the Prefect API at {api_url}: {why}"
+    if not (response.is_success or response.status_code in (401, 403)):
+        status = response.status_code
+        return f"the Prefect API at {api_url} answers its health check with HTTP {status}"
+    return None
 
 
 def _not_running(why: str) -> NoEngine:
@@ -161,8 +183,9 @@ def require_engine() -> str:
     api_url = engine_api_url()
     if api_url is None:
         raise _not_running(NOT_CONFIGURED)
-    if not _answers(api_url):
-        raise _not_running(f"no answer from the Prefect API at {api_url}")
+    problem = _health_problem(api_url)
+    if problem is not None:
+        raise _not_running(problem)
     return api_url
 
 
