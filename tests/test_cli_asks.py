@@ -10,13 +10,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pytest
+from pydantic import Field
 from records import count
 from sqlalchemy import select
 
+from aims_core.ask_forms import AnswerForm
+from aims_core.cli.asks_cmd import answer_from_sets, form_fields
 from aims_core.db import session_factory
+from aims_core.errors import InvalidInput
 from aims_core.models import AuditEvent, Decision
 from aims_core.services import approvals, leavers
 from aims_core.services.people import DeactivationIn
@@ -263,3 +269,31 @@ def test_code_hands_over_the_current_code_audited(
         assert refused.exit_code == 2 and why in refused.stderr, refused.output
         assert len(refused.stderr.strip().splitlines()) == 1
     assert len(audits(settings, "ask.code-handed-over")) == 1
+
+
+def testanswer_from_sets_are_parsed_by_the_form_and_described_from_it() -> None:
+    """A form of every field type the channels know: `--set` hands text to the model, which
+    parses it (a bool takes yes/no/true/false); a list field collects repeated `--set`s."""
+
+    class Form(AnswerForm):
+        contained: bool = Field(title="Contained", description="Is it contained?")
+        due: date | None = None
+        steps: list[str] = Field(default_factory=list)
+        score: int = Field(default=0, ge=0, le=5)
+
+    for text, value in (("yes", True), ("no", False), ("true", True), ("FALSE", False)):
+        sets = [f"contained={text}", "steps=a", "steps=b", "due=2027-01-31"]
+        parsed = Form.model_validate(answer_from_sets(Form, sets))
+        assert (parsed.contained, parsed.steps) == (value, ["a", "b"])
+        assert parsed.due == date(2027, 1, 31)
+    with pytest.raises(InvalidInput) as twice:
+        answer_from_sets(Form, ["score=1", "score=2"])
+    assert twice.value.field == "set"
+    assert twice.value.message == "'score' is set twice (it takes one value)"
+
+    described = {f.name: f for f in form_fields(Form)}
+    assert described["contained"].type == "yes/no" and described["contained"].required
+    assert described["due"].type == "date (YYYY-MM-DD) (may be empty)"
+    assert not described["due"].required
+    assert described["steps"].type == "list of text (repeat --set)"
+    assert described["score"].type == "integer (≥ 0, ≤ 5)" and described["score"].default == 0

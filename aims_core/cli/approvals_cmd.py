@@ -194,9 +194,14 @@ def _decide(request_id: int, email: str, outcome: Outcome, comment: str) -> None
     verb = "approval" if outcome is Outcome.approve else "rejection"
     head = f"recorded {verb}" if result.recorded else f"{verb} already recorded"
     typer.echo(f"{head} by {data.person} on request {request_id}: {result.summary()}")
+    follow_up(result)
+
+
+def follow_up(result: approvals.DecisionResult) -> None:
+    """After an answer recorded from the CLI, the same follow-up as a Slack click: update the
+    Slack messages, then resume the waiting run (or say it is left for the reconciler)."""
     if not result.recorded:
         return
-    # Same follow-up as a Slack click: update the Slack messages, then resume the waiting run.
     from notifications.interactions import after_decision
 
     resumed = after_decision(get_settings(), result)
@@ -209,6 +214,19 @@ def _decide(request_id: int, email: str, outcome: Outcome, comment: str) -> None
                 f"flow run {result.flow_run_id}: resume pending ({why}; the approval "
                 "reconciler resumes it once the engine is up)"
             )
+
+
+def answer_ask(request_id: int, email: str, answer: dict[str, object]) -> None:
+    """Answer the run's ask through the answer service, then what every channel does next."""
+    who = email.strip().lower()
+    data = approvals.DecisionIn(
+        request_id=request_id, person=who, outcome=Outcome.answer, answer=answer
+    )
+    actor = Actor(who=f"{Actor.cli().who} as {who}", channel="cli")
+    result = approvals.decide(UnitOfWork(), data, actor)
+    head = "recorded answer" if result.recorded else "answer already recorded"
+    typer.echo(f"{head} by {who} on ask {request_id}: {result.summary()}")
+    follow_up(result)
 
 
 def approve(

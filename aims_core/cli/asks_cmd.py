@@ -4,7 +4,7 @@ An ask is a question a run puts to people: an approval, or a typed answer form
 (`aims_core/ask_forms.py`). The CLI is the channel for operators and for organisations without
 Slack: it shows what each ask takes and records an answer through the same service (and the same
 checks: eligibility, segregation of duties, training, once per person) as Slack and the Prefect
-UI, then does what they do next (`approvals_cmd.follow_up`).
+UI, then does what they do next (`approvals_cmd.answer_ask`, `follow_up`).
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ def code(
     typer.echo(f"(personal code of {who} for ask {ask_id}: works once, in the Prefect UI form)")
 
 
-def _set_values(model: type[AnswerForm], sets: list[str]) -> dict[str, Any]:
+def answer_from_sets(model: type[AnswerForm], sets: list[str]) -> dict[str, Any]:
     """`--set field=value ...` as the form's answer: values stay text for the model to parse
     (pydantic turns `yes`/`no` into a bool, `2026-01-31` into a date); a list field collects
     its repeats."""
@@ -286,7 +286,9 @@ def _set_values(model: type[AnswerForm], sets: list[str]) -> dict[str, Any]:
     return answer
 
 
-def _file_values(model: type[AnswerForm], path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
+def answer_from_file(
+    model: type[AnswerForm], path: Path
+) -> tuple[dict[str, Any], yaml.Node | None]:
     """An answers file: a YAML mapping of the form's fields, read by the rule files' loader (a
     key given twice is refused, not silently overwritten) with its node tree for line numbers."""
     import yaml
@@ -328,12 +330,11 @@ def answer(
     """Answer an ask on behalf of a person it was put to (recorded with your OS user); its
     fields: `aims asks show ASK`. Approvals: `aims approve` / `aims reject`."""
     from aims_core.ask_forms import APPROVAL_KIND, answer_model
-    from aims_core.cli.approvals_cmd import follow_up
-    from aims_core.models import Outcome
+    from aims_core.cli.approvals_cmd import answer_ask
     from aims_core.rules.loading import line_of
     from aims_core.services import approvals
     from aims_core.settings import get_settings
-    from aims_core.uow import Actor, UnitOfWork
+    from aims_core.uow import UnitOfWork
 
     ask = approvals.get_request(UnitOfWork(), ask_id)
     if ask.kind == APPROVAL_KIND:
@@ -347,21 +348,13 @@ def answer(
     model = answer_model(get_settings(), ask.kind)
     root = None
     if file is not None:
-        values, root = _file_values(model, file)
+        values, root = answer_from_file(model, file)
     else:
-        values = _set_values(model, sets)
-    who = email.strip().lower()
-    data = approvals.DecisionIn(
-        request_id=ask_id, person=who, outcome=Outcome.answer, answer=values
-    )
-    actor = Actor(who=f"{Actor.cli().who} as {who}", channel="cli")
+        values = answer_from_sets(model, sets)
     try:
-        result = approvals.decide(UnitOfWork(), data, actor)
+        answer_ask(ask_id, email, values)
     except InvalidInput as exc:
         if file is None or exc.field not in values:
             raise
         where = f"{file} line {line_of(root, (exc.field,))}"
         raise InvalidInput(f"{exc.message} ({where})", exc.field) from None
-    head = "recorded answer" if result.recorded else "answer already recorded"
-    typer.echo(f"{head} by {who} on ask {ask_id}: {result.summary()}")
-    follow_up(result)
