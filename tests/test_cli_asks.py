@@ -167,6 +167,9 @@ def test_answer_with_set_records_the_typed_answer_once(
     assert again.exit_code == 0, again.output
     assert "answer already recorded" in again.stdout
     assert answers(settings, capa) == [expected]
+    late = run_cli("answer", str(capa), "--as", AUDITOR, "--set", "result=ineffective",
+                   "--set", "evidence=x")  # fmt: skip
+    assert late.exit_code == 2 and f"request {capa} is already answered" in late.stderr
     assert len(audits(settings, "approval.decided")) == 1
 
     # An approval is approved or rejected, not answered; approve/reject keep working.

@@ -9,6 +9,7 @@ UI, then does what they do next (`approvals_cmd.answer_ask`, `follow_up`).
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_origin
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 from aims_core.cli._base import print_json, print_table
 from aims_core.errors import InvalidInput
+from aims_core.messages import fmt_utc
 from aims_core.services.approvals import ApprovalRequestOut
 
 if TYPE_CHECKING:
@@ -69,8 +71,8 @@ def _progress(a: AskOut) -> str:
     return f"{text}, {len(a.rejections)} rejected" if a.rejections else text
 
 
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else "-"
+def _when(value: datetime | None) -> str:
+    return fmt_utc(value) if value is not None else "-"
 
 
 # --- the answer form, described from its JSON schema --------------------------------------------
