@@ -274,7 +274,7 @@ def test_code_hands_over_the_current_code_audited(
     assert len(audits(settings, "ask.code-handed-over")) == 1
 
 
-def testanswer_from_sets_are_parsed_by_the_form_and_described_from_it() -> None:
+def test_set_values_are_parsed_by_the_form_and_described_from_it() -> None:
     """A form of every field type the channels know: `--set` hands text to the model, which
     parses it (a bool takes yes/no/true/false); a list field collects repeated `--set`s."""
 

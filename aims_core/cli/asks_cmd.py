@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, get_args, get_origin
 import typer
 from pydantic import BaseModel
 
+from aims_core.ask_forms import APPROVAL_KIND, FORM_TITLES, AnswerForm, answer_model
 from aims_core.cli._base import print_json, print_table
 from aims_core.errors import InvalidInput
 from aims_core.messages import fmt_utc
@@ -23,8 +24,6 @@ from aims_core.services.approvals import ApprovalRequestOut
 
 if TYPE_CHECKING:
     import yaml
-
-    from aims_core.ask_forms import AnswerForm
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -52,8 +51,6 @@ class AskOut(ApprovalRequestOut):
 
 
 def _kind_title(kind: str) -> str:
-    from aims_core.ask_forms import FORM_TITLES
-
     return FORM_TITLES.get(kind, kind)
 
 
@@ -180,7 +177,6 @@ def show(
 ) -> None:
     """Show one ask: what it asks, who may answer (and who may not, and why), the answers so
     far, and the fields of its form (what `aims answer --set` takes)."""
-    from aims_core.ask_forms import APPROVAL_KIND, answer_model
     from aims_core.services import approvals
     from aims_core.settings import get_settings
     from aims_core.uow import UnitOfWork
@@ -331,7 +327,6 @@ def answer(
 ) -> None:
     """Answer an ask on behalf of a person it was put to (recorded with your OS user); its
     fields: `aims asks show ASK`. Approvals: `aims approve` / `aims reject`."""
-    from aims_core.ask_forms import APPROVAL_KIND, answer_model
     from aims_core.cli.approvals_cmd import answer_ask
     from aims_core.rules.loading import line_of
     from aims_core.services import approvals
