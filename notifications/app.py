@@ -5,10 +5,12 @@
 replayed or tampered click is refused before any of it is parsed. A verified click is decided and
 committed before the 200 goes out (an acknowledged decision is never lost); updating Slack and
 resuming the Prefect run happen afterwards, in a background task, so Slack gets its answer within
-its 3 seconds even when Prefect is slow. Follow-ups run FOLLOW_UP_THREADS at a time on threads of
-their own, never on the threads that answer clicks: under a burst of clicks they would otherwise
-pile up (each waits for Prefect and Slack), take every worker thread and fight the clicks for the
-database's write lock, and the acknowledgements would wait seconds behind them.
+its 3 seconds even when Prefect is slow. A modal's submission (`view_submission`) and an external
+select's options (`block_suggestion`) arrive at the same URL, signed and checked alike; their answer
+is a JSON body Slack reads (`response_action`, `options`). Follow-ups run FOLLOW_UP_THREADS at a
+time on threads of their own, never on the threads that answer clicks: under a burst of clicks they
+would otherwise pile up (each waits for Prefect and Slack), take every worker thread and fight the
+clicks for the database's write lock, and the acknowledgements would wait seconds behind them.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def create_app(
             return refusal(result.status_code, result.message)
         if not result.ignored:
             background.add_task(run_follow_up, result)
-        if not result.message:
+        if result.body is None and not result.message:
             return Response(status_code=200)
         return JSONResponse(result.response_body(), status_code=200)
 

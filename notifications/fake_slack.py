@@ -13,6 +13,7 @@ Slack error codes.
     fake = FakeSlack().start()
     client = WebClient(token=fake.token, base_url=fake.base_url)   # base_url ends with /api/
     fake.fail_with(500, times=3); fake.rate_limit(retry_after=1, times=2)
+    fake.error("expired_trigger_id", methods=["views.open"])   # a modal that cannot open
     ...
     fake.stop()
 
@@ -77,6 +78,17 @@ class FakeMessage:
 
 
 @dataclass
+class FakeView:
+    """A modal opened with `views.open` (and its `views.update`s), as the fake holds it."""
+
+    id: str
+    trigger_id: str
+    user: str | None
+    view: dict[str, Any]
+    updates: int = 0
+
+
+@dataclass
 class _Rule:
     kind: Literal["status", "rate_limit", "hang", "error"]
     remaining: int | None  # None: until cleared
@@ -131,6 +143,8 @@ class FakeSlack:
         self._dms: dict[str, str] = {}
         #: chat.postEphemeral calls: what each clicker was told privately.
         self.ephemerals: list[dict[str, str]] = []
+        #: Modals opened (views.open), in order; views.update edits them in place.
+        self.views: list[FakeView] = []
         self._seq = itertools.count(1)
         self._ts_base = int(time.time())
         self._in_flight = 0
@@ -321,6 +335,8 @@ class FakeSlack:
             "chat.postEphemeral": lambda: self._ephemeral(p),
             "users.info": lambda: self._users_info(p),
             "users.lookupByEmail": lambda: self._lookup(p),
+            "views.open": lambda: self._views_open(p),
+            "views.update": lambda: self._views_update(p),
         }.get(method)
         if handler is None:
             raise _Refused("unknown_method")
@@ -426,6 +442,33 @@ class FakeSlack:
             self.on_message(msg, True)
         return answer
 
+    def _views_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A modal for the trigger of a click. Slack refuses a missing or used trigger id
+        (`invalid_trigger_id`; an expired one is `expired_trigger_id`, see `error()`)."""
+        trigger = str(p.get("trigger_id") or "")
+        view = _modal(p.get("view"))
+        with self._lock:
+            if not trigger or any(v.trigger_id == trigger for v in self.views):
+                raise _Refused("invalid_trigger_id")
+            opened = FakeView(
+                id=f"V{len(self.views) + 1:08d}",
+                trigger_id=trigger,
+                user=p.get("user_id"),
+                view=view,
+            )
+            self.views.append(opened)
+        return {"ok": True, "view": {"id": opened.id, **view}}
+
+    def _views_update(self, p: dict[str, Any]) -> dict[str, Any]:
+        view = _modal(p.get("view"))
+        with self._lock:
+            found = next((v for v in self.views if v.id == p.get("view_id")), None)
+            if found is None:
+                raise _Refused("not_found")
+            found.view = view
+            found.updates += 1
+        return {"ok": True, "view": {"id": found.id, **view}}
+
     def _users_info(self, p: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             user = self._users.get(str(p.get("user", "")))
@@ -474,6 +517,45 @@ def _blocks(raw: Any) -> list[dict[str, Any]]:
             if len(str(el.get("value", ""))) > 2000:
                 raise _Refused("invalid_blocks")
     return blocks
+
+
+def _text_ok(obj: Any, limit: int) -> bool:
+    return isinstance(obj, dict) and 0 < len(str(obj.get("text", ""))) <= limit
+
+
+def _modal(raw: Any) -> dict[str, Any]:
+    """A modal view (JSON string or dict), checked against Slack's limits as Slack refuses them
+    (`invalid_arguments`): type modal, title and buttons ≤ 24 characters, ≤ 100 blocks, section
+    texts ≤ 3,000, input labels and hints ≤ 2,000, private_metadata ≤ 3,000, unique block ids."""
+    view = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(view, dict) or view.get("type") != "modal":
+        raise _Refused("invalid_arguments")
+    blocks = view.get("blocks")
+    ok = (
+        _text_ok(view.get("title"), 24)
+        and all(_text_ok(view[k], 24) for k in ("submit", "close") if k in view)
+        and isinstance(blocks, list)
+        and 0 < len(blocks) <= 100
+        and len(str(view.get("private_metadata", ""))) <= 3000
+        and len(str(view.get("callback_id", ""))) <= 255
+    )
+    if not ok:
+        raise _Refused("invalid_arguments")
+    ids = [b.get("block_id") for b in blocks if isinstance(b, dict) and b.get("block_id")]
+    if len(ids) != len(set(ids)):
+        raise _Refused("invalid_arguments")
+    for b in blocks:
+        if not isinstance(b, dict) or "type" not in b:
+            raise _Refused("invalid_arguments")
+        if b["type"] == "section" and not _text_ok(b.get("text"), 3000):
+            raise _Refused("invalid_arguments")
+        if b["type"] == "input" and not (
+            _text_ok(b.get("label"), 2000)
+            and ("hint" not in b or _text_ok(b["hint"], 2000))
+            and isinstance(b.get("element"), dict)
+        ):
+            raise _Refused("invalid_arguments")
+    return view
 
 
 class _Handler(BaseHTTPRequestHandler):

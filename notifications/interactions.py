@@ -10,6 +10,15 @@ What is decided is taken from the button's value (the request id) and the Slack 
 nothing else in the payload is trusted. Slack shows any non-200 answer to the user as an error, so a
 refusal (not an approver, own request, closed, ...) is a 200 with a message saying why; only a
 payload that cannot have come from our buttons is a 400.
+
+Approve is decided at the click. Reject and Answer open a modal (`aims_core/ask_modals.py`) with
+`views.open`, inside the request while the click's trigger id is valid (Slack's 3 s; our timeout
+is 2 s); when it cannot open, the clicker is told privately how else to answer (the CLI, the
+Prefect UI form). The modal's `view_submission` comes back here on the same transports, is read
+against the ask's model and decided by the same service: a field's problem is answered inline
+(`response_action: errors`, nothing written), anything final (recorded, already answered,
+closed, refused) replaces the modal with a view saying so (`response_action: update`). The
+answer is committed before that response goes out.
 """
 
 from __future__ import annotations
@@ -19,15 +28,31 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.client import HTTPException
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 
-from aims_core.errors import AimsError
-from aims_core.messages import APPROVE_ACTION_ID, REJECT_ACTION_ID
-from aims_core.models import ApprovalStatus, Outcome
+from aims_core import ask_forms
+from aims_core.ask_modals import (
+    ANSWER_CALLBACK_ID,
+    REASON_BLOCK_ID,
+    REJECT_CALLBACK_ID,
+    VALUE_ACTION_ID,
+    answer_modal,
+    errors_for,
+    errors_from_validation,
+    notice_modal,
+    options_for,
+    read_meta,
+    reject_modal,
+    values_from_state,
+)
+from aims_core.errors import AimsError, InvalidInput, NotFound
+from aims_core.messages import ANSWER_ACTION_ID, APPROVE_ACTION_ID, REJECT_ACTION_ID
+from aims_core.models import APPROVAL_KIND, ApprovalStatus, Outcome
 from aims_core.ports import ResumeOutcome
 from aims_core.services import approvals, people, reconcile
 from aims_core.services.outbox import queue_decision_updates
@@ -39,13 +64,17 @@ from notifications.slack_identities import slack_user
 
 log = logging.getLogger(__name__)
 
-# The buttons' action ids come from the one place that builds the buttons.
+# The buttons' action ids come from the one place that builds the buttons. Approve decides at
+# once; the others open a modal whose submission carries the answer (Reject: the reason).
 ACTIONS: dict[str, Outcome] = {
     APPROVE_ACTION_ID: Outcome.approve,
     REJECT_ACTION_ID: Outcome.reject,
+    ANSWER_ACTION_ID: Outcome.answer,
 }
-# Slack buttons carry no text: a rejection made there is recorded with this comment.
-SLACK_REJECT_COMMENT = "rejected in Slack"
+MODAL_ACTIONS = frozenset({REJECT_ACTION_ID, ANSWER_ACTION_ID})
+#: Seconds for `views.open`: the click's trigger id is valid for 3 s, and the answer to the
+#: click must still go out within Slack's 3 s.
+MODAL_TIMEOUT = 2.0
 _REQUEST_ID = re.compile(r"^[1-9][0-9]{0,9}$")
 _MAX_ID = 2**31 - 1  # the ids are INTEGER columns: a bigger value is no id of ours
 
@@ -61,6 +90,8 @@ REFUSAL_TEXT: dict[str, str] = {
     "email is your AIMS email, it is linked in a moment: click again; else ask an AIMS admin to "
     "set your Slack user id)",
     "bad-code": "the personal code does not match request #{id}",
+    "moved-on": "request #{id} has moved on to a new round since this form was opened: answer "
+    "from its newest message",
 }
 
 
@@ -106,6 +137,7 @@ class BlockActionsPayload(BaseModel):
     actions: list[_Action] = Field(min_length=1, max_length=50)
     container: _Container | None = None
     channel: _SlackChannel | None = None
+    trigger_id: str | None = Field(default=None, max_length=255)
 
     @property
     def team_id(self) -> str | None:
@@ -116,6 +148,49 @@ class BlockActionsPayload(BaseModel):
         return (self.channel.id if self.channel else None) or (
             self.container.channel_id if self.container else None
         )
+
+
+class _ViewState(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    values: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str | None = None
+    callback_id: str = Field(default="", max_length=255)
+    private_metadata: str = Field(default="", max_length=3000)
+    state: _ViewState = Field(default_factory=_ViewState)
+
+
+class ViewSubmissionPayload(BaseModel):
+    """The parts of a `view_submission` (a modal's Submit) the bridge reads."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["view_submission"]
+    user: _User
+    team: _Team | None = None
+    view: _View
+
+    @property
+    def team_id(self) -> str | None:
+        return (self.team.id if self.team else None) or self.user.team_id
+
+
+class BlockSuggestionPayload(BaseModel):
+    """An `external_select` asking for options as the person types (choices past 100)."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["block_suggestion"]
+    user: _User
+    team: _Team | None = None
+    block_id: str = Field(max_length=255)
+    value: str = Field(default="", max_length=2000)
+    view: _View
+
+    @property
+    def team_id(self) -> str | None:
+        return (self.team.id if self.team else None) or self.user.team_id
 
 
 # --- the result --------------------------------------------------------------------------------
@@ -133,9 +208,13 @@ class InteractionResult:
     user_id: str | None = None
     channel_id: str | None = None
     ignored: bool = False  # not one of our buttons (or not a button): nothing to do
+    #: What Slack must get back verbatim (a modal's `response_action`, suggested options).
+    body: dict[str, Any] | None = None
 
     def response_body(self) -> dict[str, Any]:
-        """An ephemeral reply; harmless where Slack ignores a body (it does for block_actions)."""
+        """`body`, else an ephemeral reply (harmless: Slack ignores a block_actions body)."""
+        if self.body is not None:
+            return self.body
         return {"response_type": "ephemeral", "replace_original": False, "text": self.message}
 
 
@@ -155,18 +234,19 @@ def handle_interaction(
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
         return _bad("malformed payload: not a Slack interaction")
-    if payload["type"] != "block_actions":
-        # Shortcuts, view submissions, ...: not ours. 200 so Slack does not show an error.
+    kind = payload["type"]
+    if kind not in _PAYLOADS:
+        # Shortcuts, view closings, ...: not ours. 200 so Slack does not show an error.
         return InteractionResult(status_code=200, message="", ignored=True)
     try:
-        parsed = BlockActionsPayload.model_validate(payload)
+        parsed = _PAYLOADS[kind].model_validate(payload)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err.get("loc", ()))
-        return _bad(f"malformed block_actions payload: {where}: {err.get('msg')}")
+        return _bad(f"malformed {kind} payload: {where}: {err.get('msg')}")
     team_id = parsed.team_id
     if not team_id:
-        return _bad("malformed block_actions payload: no team id")
+        return _bad(f"malformed {kind} payload: no team id")
     expected_team = workspace_team(settings)
     if expected_team is None:
         return InteractionResult(
@@ -176,6 +256,11 @@ def handle_interaction(
         )
     if team_id != expected_team:
         return _bad(f"interaction from team {team_id}, not this workspace")
+    if isinstance(parsed, ViewSubmissionPayload):
+        return _submission(settings, parsed, team_id, channel)
+    if isinstance(parsed, BlockSuggestionPayload):
+        return _suggestions(settings, parsed)
+    assert isinstance(parsed, BlockActionsPayload)
 
     action = next((a for a in parsed.actions if a.action_id in ACTIONS), None)
     if action is None:
@@ -193,12 +278,9 @@ def handle_interaction(
     if email is None:
         _audit_unknown_user(settings, actor, request_id, user_id, team_id, outcome)
         return _refused("unknown-person", **context)
-    data = approvals.DecisionIn(
-        request_id=request_id,
-        person=email,
-        outcome=outcome,
-        comment=SLACK_REJECT_COMMENT if outcome is Outcome.reject else "",
-    )
+    if action.action_id in MODAL_ACTIONS:
+        return _open_modal(settings, parsed, action.action_id, request_id, email, context)
+    data = approvals.DecisionIn(request_id=request_id, person=email, outcome=outcome)
     try:
         result = approvals.decide(UnitOfWork(settings), data, actor)
     except approvals.Refused as exc:
@@ -211,6 +293,200 @@ def handle_interaction(
     return InteractionResult(
         status_code=200, message=_decided_text(result, outcome), decision=result, **context
     )
+
+
+_PAYLOADS: dict[str, type[BaseModel]] = {
+    "block_actions": BlockActionsPayload,
+    "view_submission": ViewSubmissionPayload,
+    "block_suggestion": BlockSuggestionPayload,
+}
+
+
+# --- modals: open one for a click, take its submission -------------------------------------------
+
+
+def modal_client(settings: Settings) -> WebClient | None:
+    """A client for `views.open` inside a click's request: short timeout, no retry sleeps."""
+    return make_client(settings, timeout=MODAL_TIMEOUT, rate_limit_retries=0, connection_retries=0)
+
+
+def _other_channels(request_id: int, email: str, action_id: str) -> str:
+    if action_id == REJECT_ACTION_ID:
+        cli = f'`aims reject {request_id} --as {email} --comment "why"`'
+    else:
+        cli = f"`aims answer {request_id} --as {email} --set field=value ...`"
+    return (
+        f"answer with {cli} on the command line, or in the Prefect UI form of the waiting run "
+        "with your personal code"
+    )
+
+
+def _open_modal(
+    settings: Settings,
+    parsed: BlockActionsPayload,
+    action_id: str,
+    request_id: int,
+    email: str,
+    context: dict[str, Any],
+) -> InteractionResult:
+    """`views.open` for a Reject or Answer click, or a private message saying how else to
+    answer. Nothing is decided here: the modal's submission is (`_submission`)."""
+    try:
+        request = approvals.get_request(UnitOfWork(settings), request_id)
+    except NotFound:
+        return _refused("unknown-request", **context)
+    if request.status is not ApprovalStatus.open:
+        return _refused("closed", **context)
+    if email in {d.person for d in request.decisions}:
+        return _refused("already-decided", **context)
+    try:
+        if action_id == REJECT_ACTION_ID:
+            view = reject_modal(request)
+        else:
+            model = ask_forms.answer_model(settings, request.kind)
+            form = ask_forms.FORM_TITLES.get(request.kind, "")
+            view = answer_modal(request, model, form=form)
+    except AimsError as exc:  # no form for this kind, or a model no modal can carry
+        log.warning("no modal for request #%s: %s", request_id, exc)
+        return _modal_fallback(
+            f"this form cannot be shown in Slack ({exc})", action_id, email, context
+        )
+    client = modal_client(settings)
+    if client is None or not parsed.trigger_id:
+        return _modal_fallback("Slack is not configured to open forms", action_id, email, context)
+    try:
+        client.views_open(trigger_id=parsed.trigger_id, view=view)
+    except SlackApiError as exc:
+        why = str(exc.response.get("error") or "refused")
+        log.warning("views.open for request #%s refused: %s", request_id, why)
+        return _modal_fallback(f"Slack did not open the form ({why})", action_id, email, context)
+    except (SlackClientError, OSError, HTTPException) as exc:  # timeout, connection refused
+        log.warning("views.open for request #%s failed: %s", request_id, exc)
+        return _modal_fallback("Slack did not answer in time", action_id, email, context)
+    return InteractionResult(status_code=200, message="", **context)
+
+
+def _modal_fallback(
+    why: str, action_id: str, email: str, context: dict[str, Any]
+) -> InteractionResult:
+    """The clicker is told privately (FollowUp: chat.postEphemeral) where else to answer."""
+    rid = context["request_id"]
+    return InteractionResult(
+        status_code=200,
+        message=f"Could not open the form for request #{rid}: {why}. Nothing is recorded yet: "
+        + _other_channels(rid, email, action_id)
+        + ".",
+        **context,
+    )
+
+
+def _notice(title: str, text: str) -> dict[str, Any]:
+    return {"response_action": "update", "view": notice_modal(title, text)}
+
+
+def _submission(
+    settings: Settings, parsed: ViewSubmissionPayload, team_id: str, channel: Channel
+) -> InteractionResult:
+    """A modal's Submit: read against the ask's model and decided by the approvals service.
+
+    Problems with a field: `response_action: errors` on its block, nothing written. Final
+    outcomes (recorded, already answered, closed, refused) replace the modal with a view saying
+    so; refusals are audited by the service, as for clicks."""
+    callback = parsed.view.callback_id
+    if callback not in (ANSWER_CALLBACK_ID, REJECT_CALLBACK_ID):
+        return InteractionResult(status_code=200, message="", ignored=True)
+    meta = read_meta(parsed.view.private_metadata)
+    if meta is None or meta.request_id > _MAX_ID:
+        return _bad("malformed view_submission payload: view.private_metadata names no request")
+    rid, user_id = meta.request_id, parsed.user.id
+    context: dict[str, Any] = {"request_id": rid, "user_id": user_id, "channel_id": None}
+    actor = Actor(who=f"slack:{user_id}", channel=channel)
+    rejecting = callback == REJECT_CALLBACK_ID
+    outcome = Outcome.reject if rejecting else Outcome.answer
+
+    email = approvals.person_for_slack_user(UnitOfWork(settings), user_id)
+    if email is None:
+        _audit_unknown_user(settings, actor, rid, user_id, team_id, outcome)
+        return _final(_refused("unknown-person", **context), "Not recorded")
+    try:
+        request = approvals.get_request(UnitOfWork(settings), rid)
+    except NotFound:
+        return _final(_refused("unknown-request", **context), "Not recorded")
+    if request.round != meta.round:
+        return _final(_refused("moved-on", **context), "Not recorded")
+    state = parsed.view.state.values
+    if rejecting:
+        blocks = [REASON_BLOCK_ID]
+        reason = state.get(REASON_BLOCK_ID, {}).get(VALUE_ACTION_ID, {}).get("value") or ""
+        data = approvals.DecisionIn(
+            request_id=rid, person=email, outcome=outcome, comment=str(reason)
+        )
+    else:
+        try:
+            model = ask_forms.answer_model(settings, request.kind)
+        except AimsError as exc:
+            return _final(_refused("error", detail=str(exc), **context), "Not recorded")
+        blocks = list(model.model_fields)
+        values = values_from_state(model, state)
+        try:  # every field's problem at once, before the service (which says only the first)
+            model.model_validate(values)
+        except ValidationError as exc:
+            return InteractionResult(
+                status_code=200, message="", body=errors_from_validation(exc, blocks), **context
+            )
+        data = approvals.DecisionIn(request_id=rid, person=email, outcome=outcome, answer=values)
+    try:
+        result = approvals.decide(UnitOfWork(settings), data, actor)
+    except InvalidInput as exc:
+        field = (exc.field or "").removeprefix("answer.")
+        where = field if field in blocks else blocks[0]
+        return InteractionResult(
+            status_code=200, message="", body=errors_for(where, exc.message), **context
+        )
+    except approvals.Refused as exc:
+        title = {"already-decided": "Already answered", "closed": "Closed"}.get(exc.reason)
+        return _final(_refused(exc.reason, detail=str(exc), **context), title or "Not recorded")
+    except AimsError as exc:
+        log.info("slack answer on #%s by %s refused: %s", rid, user_id, exc)
+        return _final(_refused("error", detail=str(exc), **context), "Not recorded")
+    text = _decided_text(result, outcome)
+    title = "Recorded" if result.recorded else "Already answered"
+    return InteractionResult(
+        status_code=200,
+        message=text,
+        decision=result,
+        body=_notice(title, text),
+        **context,
+    )
+
+
+def _final(result: InteractionResult, title: str) -> InteractionResult:
+    """A refusal as the view that replaces the modal (the modal cannot fix it)."""
+    return InteractionResult(
+        status_code=result.status_code,
+        message=result.message,
+        refused_reason=result.refused_reason,
+        request_id=result.request_id,
+        user_id=result.user_id,
+        channel_id=result.channel_id,
+        body=_notice(title, result.message),
+    )
+
+
+def _suggestions(settings: Settings, parsed: BlockSuggestionPayload) -> InteractionResult:
+    """The options of an `external_select` (a choice of more than 100) matching the typed text,
+    read from the ask's model; none for anything that is not one of our modals."""
+    meta = read_meta(parsed.view.private_metadata)
+    options: list[dict[str, Any]] = []
+    if meta is not None and parsed.view.callback_id == ANSWER_CALLBACK_ID:
+        try:
+            request = approvals.get_request(UnitOfWork(settings), meta.request_id)
+            if request.kind != APPROVAL_KIND:
+                model = ask_forms.answer_model(settings, request.kind)
+                options = options_for(model, parsed.block_id, parsed.value)
+        except AimsError:
+            options = []
+    return InteractionResult(status_code=200, message="", ignored=True, body={"options": options})
 
 
 # (Web API base URL, SHA-256 of the bot token) -> the team id auth.test answered for it.
@@ -264,6 +540,9 @@ def _decided_text(result: approvals.DecisionResult, outcome: Outcome) -> str:
     rid = result.request_id
     if not result.recorded:
         return f"Your decision on request #{rid} was already recorded."
+    if outcome is Outcome.answer:
+        done = " The ask is complete." if result.status is ApprovalStatus.answered else ""
+        return f"Recorded: your answer to ask #{rid}.{done}"
     verb = "approval" if outcome is Outcome.approve else "rejection"
     if result.status is ApprovalStatus.approved:
         return f"Recorded: request #{rid} is approved ({result.approvals} of {result.quorum})."

@@ -3,7 +3,9 @@
 Slack delivers each envelope at least once and redelivers what is not acknowledged, so the
 listener acknowledges an `interactive` envelope only after `handle_interaction` has committed the
 decision; a redelivered envelope reaches the same idempotent service and writes nothing. When the
-database fails the envelope is left unacknowledged on purpose: Slack sends it again.
+database fails the envelope is left unacknowledged on purpose: Slack sends it again. A modal's
+submission is answered in its acknowledgement (`response_action`: errors inline, or the view
+that replaces the modal), sent after the answer is committed, as over HTTP.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ class SocketModeBridge:
         if result.status_code != 200:
             log.warning("socket mode envelope %s refused: %s", req.envelope_id, result.message)
         # Committed (or refused for good): now, and only now, Slack may forget the envelope.
-        client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+        client.send_socket_mode_response(
+            SocketModeResponse(envelope_id=req.envelope_id, payload=result.body)
+        )
         self.handled += 1
         if not result.ignored:
             self.follow_up(result)

@@ -205,19 +205,23 @@ def test_the_same_click_three_times_is_one_decision_and_one_resume(
     assert resume.calls == [rid]
 
 
-def test_a_rejection_in_slack_is_recorded_with_a_comment_and_resumes(
+def test_a_reject_click_decides_nothing_and_without_a_modal_says_how_else_to_reject(
     client: TestClient, bridge_settings: Settings, resume: ResumeRecorder
 ) -> None:
+    """Reject opens a modal asking why (tests/test_slack_modals.py records the typed reason);
+    with no bot token to open it, the clicker is told the other channels, and nothing is
+    decided (a rejection is never recorded without its reason)."""
     rid = make_request(bridge_settings, quorum=2)
 
     response = click(client, ETHICS, rid, "reject")
 
     assert response.status_code == 200
-    assert "rejected" in response.json()["text"]
-    (d,) = decisions(bridge_settings)
-    assert (d.outcome, d.comment, d.channel) == (Outcome.reject, "rejected in Slack", "slack")
-    assert request_row(bridge_settings, rid).status is ApprovalStatus.rejected
-    assert resume.calls == [rid]
+    text = response.json()["text"]
+    assert "Nothing is recorded yet" in text
+    assert f'`aims reject {rid} --as ethics@northwind.example --comment "why"`' in text
+    assert decisions(bridge_settings) == []
+    assert request_row(bridge_settings, rid).status is ApprovalStatus.open
+    assert resume.calls == []
 
 
 def test_quorum_two_of_three_through_two_clicks(

@@ -82,6 +82,22 @@ def talking_to(api_url: str) -> Iterator[None]:
         yield
 
 
+def reject_in_slack(http_url: str, request_id: int, slack_id: str) -> str:
+    """The reason modal (opened by a Reject click), submitted: signed, posted to the bridge."""
+    import httpx
+    from fakes.slack_signing import signed_interaction
+    from fakes.slack_views import reject_submission_payload
+
+    payload = reject_submission_payload(slack_id, request_id, "not yet: rejected in the drill")
+    body, headers = signed_interaction(SIGNING_SECRET, payload)
+    response = httpx.post(
+        f"{http_url}/slack/interactions", content=body, headers=headers, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["view"]["title"]["text"] == "Recorded", response.text
+    return response.text
+
+
 def decide_by_cli(request_id: int, reject: bool) -> str:
     """`aims approve|reject REQUEST --as <governance lead>` in process; its output."""
     from aims_core.cli import app
@@ -236,6 +252,8 @@ def test_prefect_server_killed_and_restarted_loses_no_decision(
             reject = request_id in rejected
             if request_id in by_cli:
                 return decide_by_cli(request_id, reject)
+            if reject:  # a Slack rejection is the reason modal's submission
+                return reject_in_slack(http.url, request_id, slack_id)
             click = signed_click(
                 http.url,
                 request_id,
