@@ -36,6 +36,7 @@ from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
 from deployments.prefect_runs import PrefectRuns
 from tasks.approval import request_approval
+from tasks.asks import AskOutcome, ask
 from tasks.delivery import deliver_afresh
 from tasks.run_names import run_name
 from tasks.run_tags import system_tags, tag_this_run
@@ -91,12 +92,6 @@ class ActionDoneForm(RunInput):
     evidence: str = Field(default="", description="What shows it is done")
 
 
-class VerificationForm(RunInput):
-    result: Literal["", "effective", "ineffective"] = ""
-    evidence: str = Field(default="", description="What shows the problem has (not) recurred")
-    verifier: str = Field(default="", description="Your email (you hold a verifier role)")
-
-
 class UntilDueForm(RunInput):
     """Nothing to fill in: the run sleeps until the effectiveness check falls due; the form
     only says so (Resume merely makes it look again)."""
@@ -107,7 +102,6 @@ FORMS: dict[str, type[RunInput]] = {
     "root-cause": RootCauseForm,
     "action-plan": ActionForm,
     "tracking": ActionDoneForm,
-    "verification": VerificationForm,
 }
 
 
@@ -236,18 +230,6 @@ def _record(capa_id: int, kind: str, given: dict[str, Any]) -> None:
         if action_id not in {a.id for a in _get(capa_id).open_actions}:
             raise AimsError(f"{action_id} is not an open action of CAPA {capa_id}", "action_id")
         capas.complete_action(uow, action_id, given.get("evidence"), UI_ACTOR)
-    elif kind == "verification":
-        if not given.get("result"):
-            raise AimsError("choose effective or ineffective", "result")
-        verifier = given.get("verifier", "")
-        capas.record_verification(
-            uow,
-            capa_id,
-            given["result"] == "effective",
-            given.get("evidence", ""),
-            Actor(who=f"ui-claim:{verifier.lower() or '?'}", channel="ui"),
-            verifier=verifier or None,
-        )
 
 
 @task(name="record closure decision", persist_result=True)
@@ -320,6 +302,33 @@ def wait_for_people(c: CapaOut, waits: Waits, report: Report) -> None:
     waits.refusals[step.prefix] = record_form_input(c.id, step.kind, key, given) if given else None
 
 
+@task(name="record verification answer", persist_result=True)
+def record_verification_answer(capa_id: int, outcome: AskOutcome) -> CapaOut:
+    """The answered verification ask, applied once, in the name of the verifier who answered
+    (the service checks them again: a verifier role, not the owner)."""
+    answer = outcome.answer
+    verifier = str(answer["answered_by"])
+    return capas.record_verification(
+        _uow(),
+        capa_id,
+        answer["result"] == "effective",
+        str(answer["evidence"]),
+        Actor(who=verifier, channel=str(answer["answered_in"])),
+        verifier=verifier,
+    )
+
+
+def verify_effectiveness(c: CapaOut) -> bool:
+    """Once due, the effectiveness verification is an ask to the verifiers (not the owner),
+    answered in Slack, the UI form with a personal code, or `aims capa verify`. False when the
+    ask ended unanswered (cancelled): the run then waits to be woken."""
+    spec = capas.verification_spec(_uow(), c.id, flow_run_id=str(flow_run.id))
+    outcome = ask(spec)
+    if outcome.answers:
+        record_verification_answer(c.id, outcome)
+    return bool(outcome.answers)
+
+
 def ask_for_closure(c: CapaOut) -> None:
     """The shared approval step (roles and quorum from the CAPA policy), then its outcome."""
     spec = capas.closure_spec(_uow(), c.id, flow_run_id=str(flow_run.id))
@@ -365,6 +374,10 @@ def capa(capa_id: int) -> CapaResult:
         if c.status is CapaStatus.awaiting_closure:
             report.publish()
             ask_for_closure(c)
+        elif (step := capas.wait_step(c)) is not None and step.kind == "verification":
+            report.publish()
+            if not verify_effectiveness(c):
+                wait_for_people(c, waits, report)
         else:
             wait_for_people(c, waits, report)
     report.publish()

@@ -58,6 +58,7 @@ from aims_core.services.incident_cards import (
 )
 from aims_core.settings import get_settings
 from tasks.approval import request_approval
+from tasks.asks import ask
 from tasks.delivery import deliver_now
 from tasks.incident_forms import (
     lessons_form,
@@ -65,8 +66,8 @@ from tasks.incident_forms import (
     record_lessons_answer,
     record_rca_answer,
     record_serious_answer,
+    serious_confirmation,
     serious_decided,
-    serious_form,
     wait_for_amendment,
     wait_until,
 )
@@ -163,8 +164,10 @@ def decide_serious(r: ResponsePlan) -> None:
         rehearse(r, "serious", f"confirmation as serious ({', '.join(incident.serious_suggested)})")
         return
     publish_timeline(r, "serious?")
-    wait_until(r.incident_id, "serious", serious_decided, serious_form, record_serious_answer)
-    record_serious_decision(r.incident_id)
+    outcome = ask(serious_confirmation(incident))
+    if outcome.answers:  # none when the ask was cancelled: the incident stays as it is
+        record_serious_answer(r.incident_id, outcome)
+        record_serious_decision(r.incident_id)
 
 
 def investigate(r: ResponsePlan) -> None:

@@ -50,7 +50,8 @@ class AskOutcome(BaseModel):
     approvals: list[str]
     rejections: list[str]
     comments: list[str]
-    #: Each typed answer with who gave it (`answered_by`): asks of a kind other than approval.
+    #: Each typed answer with who gave it (`answered_by`) and in which channel (`answered_in`):
+    #: asks of a kind other than approval.
     answers: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
@@ -94,7 +95,12 @@ def ui_form(
         "person": (str, Field(description="Your email address")),
         "code": (str, Field(default="", description="Your personal code for this ask")),
     }
-    fields |= {name: (f.annotation, f) for name, f in model.model_fields.items()}
+    # Optional in the form (the answer service says what is missing): a resume from another
+    # channel sends only `person: "-"`, and Prefect checks every resume against this schema.
+    fields |= {
+        name: (f.annotation | None, Field(default=None, title=f.title, description=f.description))
+        for name, f in model.model_fields.items()
+    }
     form = create_model(f"{model.__name__}Form", __base__=RunInput, **fields)
     return form.with_initial_data(description=description, person="")
 
@@ -195,7 +201,8 @@ def answer_from_ui(
         data |= {"outcome": answer.decision, "comment": answer.comment}
     else:
         fields = answer_model(settings, request.kind).model_fields
-        data |= {"outcome": Outcome.answer, "answer": {f: getattr(answer, f) for f in fields}}
+        given = {f: getattr(answer, f) for f in fields if getattr(answer, f) is not None}
+        data |= {"outcome": Outcome.answer, "answer": given}
     try:
         result = approvals.decide(
             UnitOfWork(settings),
@@ -226,7 +233,7 @@ def outcome_of(request: approvals.ApprovalRequestOut) -> AskOutcome:
         rejections=request.rejections,
         comments=[d.comment for d in request.decisions if d.comment],
         answers=[
-            {**(d.answer or {}), "answered_by": d.person}
+            {**(d.answer or {}), "answered_by": d.person, "answered_in": d.channel}
             for d in request.decisions
             if d.outcome is Outcome.answer
         ],

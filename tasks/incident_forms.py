@@ -12,24 +12,26 @@ records nothing twice and never re-applies them over later changes from the CLI.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import DEFAULT
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
-from pydantic import Field, create_model
+from pydantic import Field
 
+from aims_core.ask_forms import NOT_SERIOUS, SERIOUS_CONFIRMATION
 from aims_core.errors import AimsError
 from aims_core.rules.incident import incident_policy
 from aims_core.services import incidents
+from aims_core.services.approvals import ApprovalRequestIn
 from aims_core.services.incidents import FISHBONE, IncidentOut, RootCauseIn
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
+from tasks.asks import AskOutcome
 
 #: The UI form cannot tell who typed it: answers from it are recorded as coming from the UI.
 UI_ACTOR = Actor(who="prefect-ui", channel="ui")
-NOT_SERIOUS = "not-serious"
 #: The timeline kind of a "not a serious incident" answer.
 DISMISSED = "serious-dismissed"
 
@@ -58,22 +60,27 @@ def _head(incident: IncidentOut, refusal: str | None, ask: str) -> list[str]:
     return [*lines, "", ask]
 
 
-def serious_form(incident: IncidentOut, refusal: str | None) -> type[RunInput]:
-    kinds = incident_policy(get_settings()).classification.kind_ids
-    choice = Literal[("", NOT_SERIOUS, *kinds)]  # type: ignore[valid-type]
-    form = create_model(
-        "SeriousIncidentForm",
-        __base__=RunInput,
-        kind=(choice, Field(default="", description="The serious-incident kind, or not-serious")),
-        reason=(str, Field(default="", description="Why not serious (kept on the timeline)")),
+def serious_confirmation(incident: IncidentOut) -> ApprovalRequestIn:
+    """The ask whether a likely serious incident is one: to the roles the incident policy names
+    (`serious_incident.confirmed_by`), answered in Slack, the UI form or the CLI."""
+    rule = incident_policy(get_settings()).classification.serious_incident.confirmed_by
+    details = (
+        f"Likely a **serious incident** ({', '.join(incident.serious_suggested)}): "
+        f"{incident.severity} {incident.category} on {incident.system} "
+        f"({incident.system_tier}-risk). Confirming starts the EU AI Act Art. 73 reporting "
+        "clocks from the aware-at time; not-serious needs a reason, kept on the timeline."
     )
-    ask = (
-        f"Likely a **serious incident** ({', '.join(incident.serious_suggested)}). Confirming "
-        "starts the EU AI Act Art. 73 reporting clocks from the aware-at time. Choose the kind, "
-        f"or not-serious with a reason; or `aims incident confirm-serious {incident.id} --kind "
-        f"KIND` and `aims incident resume {incident.id}`."
+    return ApprovalRequestIn(
+        idempotency_key=f"incident-{incident.id}-serious-confirmation",
+        kind=SERIOUS_CONFIRMATION,
+        subject=f"incident:{incident.id}",
+        activity=rule.activity,
+        system=incident.system,
+        title=f"Serious incident? #{incident.id}: {incident.title}"[:300],
+        details=details,
+        approver_roles=list(rule.roles),
+        quorum=rule.quorum,
     )
-    return form.with_initial_data(description="\n".join(_head(incident, refusal, ask)))
 
 
 class RootCauseForm(RunInput):
@@ -182,26 +189,23 @@ def wait_for_amendment(incident_id: int, attempt: int, request_id: int, by: str)
 # --- answers from the forms (the round's stored input is immutable: the round is the key) -------
 
 
-@task(name="record serious answer", persist_result=True, cache_policy=DEFAULT - "answers")
-def record_serious_answer(incident_id: int, round_: int, answers: dict[str, Any]) -> str | None:
-    kind = str(answers.get("kind") or "")
-    if not kind:
-        return None
-    try:
-        if kind == NOT_SERIOUS:
-            incidents.add_timeline(
-                _uow(),
-                incident_id,
-                DISMISSED,
-                "not a serious incident: " + (answers.get("reason") or "no reason given"),
-                UI_ACTOR,
-                idempotency_key=f"incident-{incident_id}-{DISMISSED}",
-            )
-        else:
-            incidents.confirm_serious(_uow(), incident_id, kind, UI_ACTOR)
-    except AimsError as exc:
-        return str(exc)
-    return None
+@task(name="record serious answer", persist_result=True)
+def record_serious_answer(incident_id: int, outcome: AskOutcome) -> None:
+    """The answered ask, applied to the incident once: the kind confirmed (its clocks start) or
+    the dismissal with its reason, in the name of whoever answered."""
+    answer = outcome.answer
+    actor = Actor(who=str(answer["answered_by"]), channel=str(answer["answered_in"]))
+    if answer["kind"] == NOT_SERIOUS:
+        incidents.add_timeline(
+            _uow(),
+            incident_id,
+            DISMISSED,
+            f"not a serious incident: {answer.get('reason') or 'no reason given'}",
+            actor,
+            idempotency_key=f"incident-{incident_id}-{DISMISSED}",
+        )
+    else:
+        incidents.confirm_serious(_uow(), incident_id, str(answer["kind"]), actor)
 
 
 @task(name="record root cause answer", persist_result=True, cache_policy=DEFAULT - "answers")

@@ -209,3 +209,39 @@ def task_states(run_id: str) -> dict[str, list[str]]:
     for t in runs:
         out.setdefault(t.name.rsplit("-", 1)[0], []).append(t.state.name if t.state else "")
     return out
+
+
+def ask_of(settings, idempotency_key: str, timeout: float = 60) -> int:  # type: ignore[no-untyped-def]
+    """The id of the ask a run opens under `idempotency_key`, once it exists."""
+    from sqlalchemy import select
+
+    from aims_core.db import get_engine
+    from aims_core.models import ApprovalRequest
+
+    deadline = time.monotonic() + timeout
+    with get_engine(settings.effective_database_url).connect() as conn:
+        while True:
+            found = conn.scalar(
+                select(ApprovalRequest.id).where(ApprovalRequest.idempotency_key == idempotency_key)
+            )
+            if found is not None:
+                return int(found)
+            assert time.monotonic() < deadline, f"no ask {idempotency_key}"
+            time.sleep(0.5)
+            conn.rollback()
+
+
+def ui_code(settings, request_id: int, email: str) -> str:  # type: ignore[no-untyped-def]
+    """The person's personal code for the ask as it stands now (what their last DM carried)."""
+    from sqlalchemy import select
+
+    from aims_core.db import get_engine
+    from aims_core.models import Person
+    from aims_core.services import approvals
+    from aims_core.uow import UnitOfWork
+
+    with get_engine(settings.effective_database_url).connect() as conn:
+        person_id = conn.scalar(select(Person.id).where(Person.email == email))
+    code = approvals.current_code(UnitOfWork(settings), request_id, int(person_id))
+    assert code, (request_id, email)
+    return code

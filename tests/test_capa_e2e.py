@@ -14,7 +14,14 @@ import re
 import time
 from datetime import UTC, date, datetime, timedelta
 
-from prefect_fixtures import engine_cli, resume_with, wait_for_pause, wait_for_state
+from prefect_fixtures import (
+    ask_of,
+    engine_cli,
+    resume_with,
+    ui_code,
+    wait_for_pause,
+    wait_for_state,
+)
 from sqlalchemy import select, update
 
 from aims_core.db import get_engine
@@ -109,21 +116,16 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
     wait_for_pause(run_id, f"{key}-a1-tracking-r1")
     [first] = capas.get_capa(UnitOfWork(settings), capa_id).current_actions
     ok(engine, "capa", "done", str(first.id), "--evidence", "PR 42 merged")
-    wait_for_pause(run_id, f"{key}-a1-v1-verify-r1")
+    # The effectiveness check is an ask to the verifiers, never the owner.
+    ask1 = ask_of(settings, f"{key}-a1-v1-verification")
+    wait_for_pause(run_id, f"approval-{ask1}-round-1")
+    verify = ("capa", "verify", str(capa_id), "--ineffective", "--evidence", "Two bursts missed")
+    refused = engine_cli(engine, *verify, "--as", OWNER)
+    assert refused.exit_code == 2 and f"owns CAPA {capa_id}" in refused.output, refused.output
 
-    # The effectiveness check fails: back to root cause, attempt 2, the run waits for it.
-    out = ok(
-        engine,
-        "capa",
-        "verify",
-        str(capa_id),
-        "--ineffective",
-        "--evidence",
-        "Two bursts missed last week",
-        "--as",
-        AUDITOR,
-    )
-    assert "NOT effective: back to root cause; now root-cause" in out
+    # It fails: back to root cause, attempt 2, the run waits for it.
+    out = ok(engine, *verify[:-1], "Two bursts missed last week", "--as", AUDITOR)
+    assert f"recorded answer by {AUDITOR} on ask {ask1}" in out
     run = wait_for_pause(run_id, f"{key}-a2-root-cause-r1")
     t_failed = time.monotonic()
     c = capas.get_capa(UnitOfWork(settings), capa_id)
@@ -152,8 +154,14 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
     wait_for_pause(run_id, f"{key}-a2-tracking-r1")
     [second] = capas.get_capa(UnitOfWork(settings), capa_id).current_actions
     resume_with(run_id, action_id=second.id, evidence="Labelling job live")
-    wait_for_pause(run_id, f"{key}-a2-v2-verify-r1")
-    resume_with(run_id, result="effective", evidence="No burst missed since", verifier=AUDITOR)
+    ask2 = ask_of(settings, f"{key}-a2-v2-verification")
+    wait_for_pause(run_id, f"approval-{ask2}-round-1")
+    # The UI form: the owner's own code is refused (not a verifier of their CAPA), so is a
+    # wrong code for the auditor; the run waits again; the auditor's code is then accepted.
+    answer = {"result": "effective", "evidence": "No burst missed since"}
+    resume_with(run_id, person=AUDITOR, code="AAAA-BBBB-CCCC-DDDD", **answer)
+    wait_for_pause(run_id, f"approval-{ask2}-round-2")
+    resume_with(run_id, person=AUDITOR, code=ui_code(settings, ask2, AUDITOR), **answer)
 
     # Closure approval: the owner may not approve it, the governance lead does.
     with get_engine(settings.effective_database_url).connect() as conn:
@@ -278,6 +286,7 @@ def test_the_tick_wakes_a_run_sleeping_until_its_verification_is_due(engine) -> 
         )
     report = capas.wake_due_verifications(settings, runs=PrefectRuns())
     assert capa_id in report.announced_ids and capa_id in report.woken_ids, report
-    wait_for_pause(run_id, f"{key}-a1-v1-verify-r1")  # awake, now asking the verifier
+    ask = ask_of(settings, f"{key}-a1-v1-verification")  # awake, now asking the verifiers
+    wait_for_pause(run_id, f"approval-{ask}-round-1")
     again = capas.wake_due_verifications(settings, runs=PrefectRuns())
     assert capa_id not in again.woken_ids + again.announced_ids

@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from prefect_fixtures import (
+    ask_of,
     engine_cli,
     read_run,
     resume_with,
     task_states,
+    ui_code,
     wait_for_pause,
     wait_for_state,
 )
@@ -167,10 +169,16 @@ def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> Non
     approved = engine_cli(engine, "approve", str(req.id), "--as", SECURITY)
     assert approved.exit_code == 0, approved.output
 
-    # 2. Hook fired once; the run asks whether this is a serious incident (its form, as the UI).
-    wait_for_pause(run_id, f"incident-{i}-serious-round-1")
+    # 2. Hook fired once; the run asks the governance lead or the compliance officer whether this
+    # is a serious incident. In the UI form, a claim without the person's code is refused and
+    # the run waits again; with their code it is recorded.
+    serious = ask_of(settings, f"incident-{i}-serious-confirmation")
+    wait_for_pause(run_id, f"approval-{serious}-round-1")
     assert fired(log, i) == [f"{i} rollback-model {SYSTEM}"]
-    resume_with(run_id, kind="fundamental-rights")
+    resume_with(run_id, person=GOVERNANCE, code="", kind="fundamental-rights", reason="")
+    wait_for_pause(run_id, f"approval-{serious}-round-2")
+    code = ui_code(settings, serious, GOVERNANCE)
+    resume_with(run_id, person=GOVERNANCE, code=code, kind="fundamental-rights", reason="")
 
     # 3. Root cause from the CLI: recording it wakes the waiting run.
     wait_for_pause(run_id, f"incident-{i}-rca-round-1")

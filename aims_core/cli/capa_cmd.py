@@ -357,8 +357,21 @@ def verify(
 ) -> None:
     """Record the effectiveness verification (effective: closure; ineffective: root cause).
 
-    Ineffective sends the CAPA back to root cause with the next attempt, its plan empty.
+    Ineffective sends the CAPA back to root cause with the next attempt, its plan empty. While
+    the CAPA's run asks for the verification, this answers that ask, with the same checks as
+    Slack and the UI (a verifier role; not the CAPA's owner).
     """
+    from aims_core.services import approvals
+
+    if _status(capa_id) is CapaStatus.verification:
+        key = capas.verification_spec(UnitOfWork(), capa_id).idempotency_key
+        ask = approvals.request_by_key(UnitOfWork(), key)
+        if ask is not None and ask.status == "open":
+            from aims_core.cli.approvals_cmd import answer_ask
+
+            result = "effective" if effective else "ineffective"
+            answer_ask(ask.id, verifier, {"result": result, "evidence": evidence})
+            return
     before = _status(capa_id)
     out = capas.record_verification(
         UnitOfWork(), capa_id, effective, evidence, Actor.cli(), verifier=verifier

@@ -14,7 +14,7 @@ import typer
 
 from aims_core.cli import drill_cmd, intake_cmd
 from aims_core.cli._base import print_json, print_table
-from aims_core.errors import InvalidInput
+from aims_core.errors import AimsError, InvalidInput
 from aims_core.messages import fmt_utc
 from aims_core.services import clocks, incidents
 from aims_core.services.clocks import ClockOut, fmt_left
@@ -156,10 +156,28 @@ def list_(
 def confirm_serious(
     incident_id: int = typer.Argument(..., metavar="ID", help="The incident's id."),
     kind: str = typer.Option(..., "--kind", help=KINDS_HELP),
+    email: str | None = typer.Option(
+        None, "--as", metavar="EMAIL", help="Who confirms (required while the run asks)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the clocks as JSON."),
 ) -> None:
     """Confirm a serious incident (EU AI Act Art. 3(49)): its reporting clocks start, counted
-    from the incident's aware-at time."""
+    from the incident's aware-at time. While the incident's run asks for the confirmation, this
+    answers that ask (`--as`: someone it was put to), with the same checks as Slack and the UI."""
+    from aims_core.services import approvals
+
+    ask = approvals.request_by_key(UnitOfWork(), f"incident-{incident_id}-serious-confirmation")
+    if ask is not None and ask.status == "open":
+        if not email:
+            raise AimsError(
+                f"incident {incident_id}'s run asks {', '.join(ask.approvers)} to confirm it "
+                f"(ask {ask.id}): give --as EMAIL",
+                "as",
+            )
+        from aims_core.cli.approvals_cmd import answer_ask
+
+        answer_ask(ask.id, email, {"kind": kind.strip().lower()})
+        return
     rows = incidents.confirm_serious(UnitOfWork(), incident_id, kind, Actor.cli())
     if as_json:
         print_json(rows)

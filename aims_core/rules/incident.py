@@ -197,10 +197,20 @@ class CategoryRule(_Strict):
     suggests: str
 
 
+class Confirmers(_Strict):
+    """Who confirms (or dismisses) a likely serious incident: an ask to these roles, scoped by
+    the RACI of `activity` where the system has one."""
+
+    roles: list[str] = Field(default_factory=lambda: ["governance-lead", "compliance-officer"])
+    quorum: int = Field(default=1, ge=1)
+    activity: str = "serious-incident-confirmation"
+
+
 class SeriousRule(_Strict):
     kinds: list[SeriousKind] = Field(min_length=1)
     signals: Signals = Signals()
     category_rules: list[CategoryRule] = Field(default_factory=list)
+    confirmed_by: Confirmers = Confirmers()
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Final, Literal
 
 from pydantic import Field, computed_field
 
-from aims_core.models import ApprovalRequest, ApprovalStatus
+from aims_core.models import APPROVAL_KIND, ApprovalRequest, ApprovalStatus
 from aims_core.ports import Delivery, DeliveryReport, ResumeOutcome, Runs
 from aims_core.services import approvals, outbox
 from aims_core.services.passes import Failure, PassReport
@@ -214,18 +214,19 @@ def resume_request(
             return ResumeOutcome.nothing_to_do
         if req.status is ApprovalStatus.open:
             return ResumeOutcome.nothing_to_do
-        flow_run_id, status = req.flow_run_id, req.status
-    outcome = runs.resume(
-        flow_run_id,
+        flow_run_id, status, kind = req.flow_run_id, req.status, req.kind
+    # What the waiting form takes, marked as no one's answer ("-"): the run re-reads the outcome.
+    run_input: dict[str, object] = (
         {
             "approver": "-",
             "decision": "approve" if status is ApprovalStatus.approved else "reject",
             "code": "",
             "comment": f"decided: {status.value}",
-        },
-        attempts=attempts,
-        delay=delay,
+        }
+        if kind == APPROVAL_KIND
+        else {"person": "-", "code": ""}
     )
+    outcome = runs.resume(flow_run_id, run_input, attempts=attempts, delay=delay)
     if outcome in (ResumeOutcome.resumed, ResumeOutcome.finished):
         approvals.mark_resumed(UnitOfWork(settings), request_id)
     return outcome

@@ -29,6 +29,7 @@ from aims_core.services.approvals.queries import (
     person_for_slack_user,
     rejected_by,
     rejection_reasons,
+    request_by_key,
     request_out,
 )
 from aims_core.services.approvals.requesting import DECIDING_KINDS, create_request
@@ -72,6 +73,7 @@ __all__ = [
     "escalation_contacts",
     "get_request",
     "hand_over_code",
+    "request_by_key",
     "list_requests",
     "mark_resumed",
     "next_round",

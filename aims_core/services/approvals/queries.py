@@ -209,6 +209,17 @@ def list_requests(
         return [request_out(r) for r in s.scalars(q)]
 
 
+def request_by_key(uow: UnitOfWork, idempotency_key: str) -> ApprovalRequestOut | None:
+    """The ask a flow opened under this key (e.g. `incident-7-serious-confirmation`), if any."""
+    with uow.read():
+        row = uow.session.scalar(
+            with_everything(select(ApprovalRequest)).where(
+                ApprovalRequest.idempotency_key == idempotency_key
+            )
+        )
+        return request_out(row) if row is not None else None
+
+
 def open_requests(uow: UnitOfWork, *, approver: str | None = None) -> list[ApprovalRequestOut]:
     """Open requests; with `approver`, those still waiting for that person's answer."""
     return list_requests(

@@ -91,7 +91,7 @@ from aims_core.services.capa.tracking import (
     wake_due_verifications,
     waking_through,
 )
-from aims_core.services.capa.verification import record_verification
+from aims_core.services.capa.verification import record_verification, verification_spec
 
 __all__ = [
     "DETAILS_MAX",
@@ -143,6 +143,7 @@ __all__ = [
     "similar_open",
     "subject",
     "tick",
+    "verification_spec",
     "wait_step",
     "wake_due_verifications",
     "waking_through",

@@ -11,9 +11,11 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from aims_core.ask_forms import CAPA_VERIFICATION
 from aims_core.errors import Conflict, InvalidInput
 from aims_core.models import Capa, CapaStatus, Person, as_utc
 from aims_core.rules.capa import CapaPolicy, capa_policy
+from aims_core.services.approvals import ApprovalRequestIn
 from aims_core.services.capa.queries import load_capa, results_of
 from aims_core.services.capa.recording import (
     allowed,
@@ -139,3 +141,47 @@ def record_verification(
             evidence_id=ev,
         )
         return commit_and_anchor(uow, row)
+
+
+#: Who verifies when the policy names no verifier roles: the AIMS's governance lead.
+DEFAULT_VERIFIERS = ("governance-lead",)
+
+
+def verification_spec(
+    uow: UnitOfWork, capa_id: int, *, flow_run_id: str | None = None
+) -> ApprovalRequestIn:
+    """The ask for the effectiveness verification, once due: to the policy's verifier roles,
+    never the CAPA's owner (unless the policy allows it), one answer. One ask per attempt and
+    verification, so a re-verification after a rejected closure is a new ask."""
+    policy = capa_policy(uow.settings).verification
+    with uow.read():
+        row = load_capa(uow.session, capa_id)
+        n = len(results_of(row)) + 1
+        excluded = (
+            {}
+            if policy.owner_may_verify
+            else {row.owner.email: f"owns CAPA {row.id}: someone else verifies its effectiveness"}
+        )
+        actions = [a for a in row.actions if a.attempt == row.attempt]
+        details = "\n".join(
+            [
+                f"Has the nonconformity recurred since the actions of attempt {row.attempt} "
+                "were done? Effective: the CAPA goes to closure approval; ineffective: back to "
+                "root cause with the next attempt.",
+                "",
+                *(f"- action: {a.title} ({'done' if a.done_at else 'open'})" for a in actions),
+            ]
+        )
+        return ApprovalRequestIn(
+            idempotency_key=f"capa-{row.id}-a{row.attempt}-v{n}-verification",
+            kind=CAPA_VERIFICATION,
+            subject=subject(row.id),
+            activity="capa-verification",
+            system=row.system.name if row.system else None,
+            title=f"Verify CAPA {row.id}: {row.title}"[:300],
+            details=details,
+            approver_roles=list(policy.verifier_roles or DEFAULT_VERIFIERS),
+            quorum=1,
+            excluded=excluded,
+            flow_run_id=flow_run_id,
+        )
