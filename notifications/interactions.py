@@ -314,7 +314,10 @@ def _other_channels(request_id: int, email: str, action_id: str) -> str:
     if action_id == REJECT_ACTION_ID:
         cli = f'`aims reject {request_id} --as {email} --comment "why"`'
     else:
-        cli = f"`aims answer {request_id} --as {email} --set field=value ...`"
+        cli = (
+            f"`aims answer {request_id} --as {email} --set FIELD=VALUE ...` (`aims asks show "
+            f"{request_id}` lists the fields)"
+        )
     return (
         f"answer with {cli} on the command line, or in the Prefect UI form of the waiting run "
         "with your personal code"

@@ -394,18 +394,23 @@ def test_reject_opens_the_reason_modal_and_records_the_typed_reason(
 def test_when_the_modal_cannot_open_the_clicker_is_told_the_other_channels(
     bridge: Settings, client: TestClient, fake_slack: FakeSlack
 ) -> None:
-    rid = gate(bridge)
+    rid, aid = gate(bridge), ask(bridge, CAPA_VERIFICATION)
     fake_slack.error("expired_trigger_id", methods=["views.open"])
+    fake_slack.fail_with(500, methods=["views.open"])
     fake_slack.add_channel("C0AIMS01")
 
     response = post(client, block_actions_payload(ETHICS, rid, action_id=REJECT_ACTION_ID))
+    answer = post(client, block_actions_payload(AUDITOR, aid, action_id=ANSWER_ACTION_ID))
 
-    assert response.status_code == 200
-    assert [c.outcome for c in fake_slack.calls("views.open")] == ["error:expired_trigger_id"]
-    (told,) = fake_slack.ephemerals  # privately, after the answer to the click
+    assert (response.status_code, answer.status_code) == (200, 200)
+    outcomes = [c.outcome for c in fake_slack.calls("views.open")]
+    assert outcomes == ["error:expired_trigger_id", "http-500"]
+    told, told_auditor = fake_slack.ephemerals  # privately, after the answer to the click
     assert told["user"] == ETHICS
     assert f'`aims reject {rid} --as ethics{D} --comment "why"`' in told["text"]
     assert "Prefect UI form" in told["text"] and "expired_trigger_id" in told["text"]
+    assert told_auditor["user"] == AUDITOR
+    assert f"`aims answer {aid} --as auditor{D} --set FIELD=VALUE ...`" in told_auditor["text"]
     assert decisions(bridge) == []
 
 
@@ -457,6 +462,13 @@ def test_a_capa_verification_is_answered_in_a_modal_validated_inline(
     assert [e.details["reason"] for e in events(bridge, "approval.refused")] == ["separation"]
 
     good = {"result": "effective", "evidence": "No drift alert for 90 days (dashboard export)."}
+    # A modal opened before the ask moved to a new round answers nothing.
+    approvals.next_round(UnitOfWork(bridge), rid, 1)
+    stale = submit(client, AUDITOR, view, good)
+    assert "moved on to a new round" in notice(stale) and decisions(bridge) == []
+    view = open_modal(client, fake_slack, AUDITOR, rid, ANSWER_ACTION_ID)
+    assert json.loads(view["private_metadata"]) == {"request_id": rid, "round": 2}
+
     done = submit(client, AUDITOR, view, good)
 
     assert notice(done) == f"Recorded: Recorded: your answer to ask #{rid}. The ask is complete."
