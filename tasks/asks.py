@@ -90,7 +90,7 @@ def ui_form(
         return ApprovalInput.with_initial_data(
             description=description, approver="", decision="approve"
         )
-    model = answer_model(settings, request.kind)
+    model = answer_model(settings, request.kind, request.subject)
     fields: dict[str, Any] = {
         "person": (str, Field(description="Your email address")),
         "code": (str, Field(default="", description="Your personal code for this ask")),
@@ -200,7 +200,7 @@ def answer_from_ui(
     if request.kind == APPROVAL_KIND:
         data |= {"outcome": answer.decision, "comment": answer.comment}
     else:
-        fields = answer_model(settings, request.kind).model_fields
+        fields = answer_model(settings, request.kind, request.subject).model_fields
         given = {f: getattr(answer, f) for f in fields if getattr(answer, f) is not None}
         data |= {"outcome": Outcome.answer, "answer": given}
     try:

@@ -204,7 +204,7 @@ def _validated_answer(
         return None
     if data.outcome is not Outcome.answer:
         raise InvalidInput(f"request {req.id} asks for an answer, not {data.outcome}", "outcome")
-    model = answer_model(uow.settings, req.kind)
+    model = answer_model(uow.settings, req.kind, req.subject)
     return validated(model, data.answer or {}).model_dump(mode="json")
 
 
