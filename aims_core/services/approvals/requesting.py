@@ -55,20 +55,27 @@ def _eligible(
     if unknown:
         catalog = ", ".join(session.scalars(select(Role.id).order_by(Role.id)))
         raise InvalidInput(f"unknown role '{unknown[0]}' (roles: {catalog})", "approver_roles")
-    holders = {p.id: p for p in directory.role_holders(session, roles)}
-    raci = raci_of(session, data.activity, system)
+    holders = {p.id: p for p in directory.role_holders(session, roles)} if roles else {}
+    raci = raci_of(session, data.activity, system) if roles else None
     if raci is not None:
         in_raci = {m.person_id for m in raci.members if m.kind in DECIDING_KINDS}
         holders = {pid: p for pid, p in holders.items() if pid in in_raci}
         if raci.accountable.active:
             holders[raci.accountable.id] = raci.accountable
+    for email in dict.fromkeys(data.approver_people):
+        named = get_person(session, email, "approver_people")
+        if not named.active:
+            raise InvalidInput(f"{email} is deactivated and cannot be asked", "approver_people")
+        holders[named.id] = named
     if requester is not None:
         holders.pop(requester.id, None)
     for person in excluded:
         holders.pop(person.id, None)
     people = sorted(holders.values(), key=lambda p: p.id)
     if len(people) < data.quorum:
-        where = f"roles {', '.join(roles)}"
+        where = ", ".join(
+            [*([f"roles {', '.join(roles)}"] if roles else []), *data.approver_people]
+        )
         if raci is not None:
             where += f" within the RACI of {data.activity}@{raci.scope}"
         if requester is not None:

@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
 from aims_core.ask_forms import known_kind
@@ -97,7 +98,10 @@ class ApprovalRequestIn(BaseModel):
         str, StringConstraints(min_length=1, max_length=300), AfterValidator(_one_line)
     ]
     details: Annotated[str, StringConstraints(max_length=20_000)] = ""
-    approver_roles: list[Annotated[str, BeforeValidator(_lower)]] = Field(min_length=1)
+    approver_roles: list[Annotated[str, BeforeValidator(_lower)]] = Field(default_factory=list)
+    #: Named people who may answer besides the role holders (e.g. a CAPA's owner for its own
+    #: steps): not scoped by RACI; the requester and the excluded still may not.
+    approver_people: list[Annotated[str, BeforeValidator(_lower)]] = Field(default_factory=list)
     quorum: int = Field(default=1, ge=1)
     requester: Annotated[Email | None, BeforeValidator(_blank_to_none)] = None
     #: Segregation of duties beyond the requester: email → why they may not answer (e.g. the
@@ -108,6 +112,12 @@ class ApprovalRequestIn(BaseModel):
     flow_run_id: Annotated[
         Annotated[str, StringConstraints(max_length=64)] | None, BeforeValidator(_blank_to_none)
     ] = None
+
+    @model_validator(mode="after")
+    def _someone_answers(self) -> ApprovalRequestIn:
+        if not self.approver_roles and not self.approver_people:
+            raise ValueError("name the approver roles or people who may answer")
+        return self
 
 
 class DecisionOut(BaseModel):
