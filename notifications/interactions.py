@@ -346,7 +346,7 @@ def _open_modal(
         if action_id == REJECT_ACTION_ID:
             view = reject_modal(request)
         else:
-            model = ask_forms.answer_model(settings, request.kind)
+            model = ask_forms.answer_model(settings, request.kind, request.subject)
             form = ask_forms.FORM_TITLES.get(request.kind, "")
             view = answer_modal(request, model, form=form)
     except AimsError as exc:  # no form for this kind, or a model no modal can carry
@@ -426,7 +426,7 @@ def _submission(
         )
     else:
         try:
-            model = ask_forms.answer_model(settings, request.kind)
+            model = ask_forms.answer_model(settings, request.kind, request.subject)
         except AimsError as exc:
             return _final(_refused("error", detail=str(exc), **context), "Not recorded")
         blocks = list(model.model_fields)
@@ -485,7 +485,7 @@ def _suggestions(settings: Settings, parsed: BlockSuggestionPayload) -> Interact
         try:
             request = approvals.get_request(UnitOfWork(settings), meta.request_id)
             if request.kind != APPROVAL_KIND:
-                model = ask_forms.answer_model(settings, request.kind)
+                model = ask_forms.answer_model(settings, request.kind, request.subject)
                 options = options_for(model, parsed.block_id, parsed.value)
         except AimsError:
             options = []
