@@ -43,7 +43,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from aims_core.errors import InvalidInput
-from aims_core.messages import md_to_mrkdwn
+from aims_core.messages import SECTION_MAX, md_to_mrkdwn
 
 __all__ = [
     "ANSWER_CALLBACK_ID",
@@ -73,7 +73,6 @@ VALUE_ACTION_ID: Final = "value"
 MAX_BLOCKS: Final = 100
 TITLE_MAX: Final = 24
 BUTTON_MAX: Final = 24
-SECTION_MAX: Final = 3000
 LABEL_MAX: Final = 2000
 HINT_MAX: Final = 2000
 PLACEHOLDER_MAX: Final = 150

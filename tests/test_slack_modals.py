@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import enum
 import json
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -33,6 +31,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field, SecretStr, create_model
 from records import count
 from sqlalchemy import select
+from test_bridge import ResumeRecorder, _wait_for
 
 from aims_core.ask_forms import CAPA_VERIFICATION, NOT_SERIOUS, SERIOUS_CONFIRMATION
 from aims_core.ask_modals import (
@@ -224,17 +223,6 @@ def test_an_approval_has_approve_and_reject_and_another_kind_one_answer_button()
 
 
 # --- the bridge: fixtures and helpers ----------------------------------------------------------
-
-
-class ResumeRecorder:
-    def __init__(self) -> None:
-        self.calls: list[int] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, settings: Settings, request_id: int) -> str:
-        with self.lock:
-            self.calls.append(request_id)
-        return "recorded"
 
 
 @pytest.fixture
@@ -560,11 +548,3 @@ def test_a_submission_over_socket_mode_is_answered_in_the_ack_after_the_commit(
         {"result": "ineffective", "evidence": "It recurred on 3 Dec."},
         f"slack:{COMPLIANCE}",
     )
-
-
-def _wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
