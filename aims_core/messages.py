@@ -313,7 +313,8 @@ def progress_update_message(
 ) -> SlackMessage:
     """A decided approver's own message while the quorum is not met yet: no buttons left."""
     waiting = max(view.quorum - approvals, 0)
-    status = f"Waiting for {waiting} more approval(s): {approvals} of {view.quorum}."
+    noun = "approval(s)" if view.kind == APPROVAL else "answer(s)"
+    status = f"Waiting for {waiting} more {noun}: {approvals} of {view.quorum}."
     blocks = [
         *_body(view),
         _section(decision_line(decision) + "\n" + status),
@@ -332,7 +333,8 @@ def escalation_message(
     who = ", ".join(waiting_on) if waiting_on else "nobody (quorum reachable by decided approvers)"
     intro = _section(
         f":rotating_light: *Escalation:* this request {state}. "
-        f"{approvals} of {view.quorum} approvals so far; waiting on {who}."
+        f"{approvals} of {view.quorum} {'approvals' if view.kind == APPROVAL else 'answers'} "
+        f"so far; waiting on {who}."
     )
     blocks = [intro, *_body(view), _context(_meta(view))]
     text = f"Escalation: {view.title} ({view.subject}) {state}; waiting on " + (

@@ -554,6 +554,7 @@ def approval_view(session: Session, req: ApprovalRequest) -> ApprovalView:
     )
     return ApprovalView(
         request_id=req.id,
+        kind=req.kind,
         title=req.title,
         subject=req.subject,
         activity=req.activity,
