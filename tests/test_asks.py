@@ -305,6 +305,7 @@ def test_five_wrong_codes_lock_the_ui_for_that_person_and_ask_only(
 ) -> None:
     req = ap.create_request(org, approval(quorum=1), actor)
     other = ap.create_request(org, approval(idempotency_key="policy-approval-2"), actor)
+    third = ap.create_request(org, approval(idempotency_key="policy-approval-3", quorum=1), actor)
 
     def ui_try(rid: int, typed: str) -> str:
         with pytest.raises(Refused) as exc:
@@ -315,8 +316,10 @@ def test_five_wrong_codes_lock_the_ui_for_that_person_and_ask_only(
             )
         return exc.value.reason
 
-    assert [ui_try(req.id, f"WRONG-{n}") for n in range(ap.MAX_WRONG_CODES)] == ["bad-code"] * 5
-    assert ui_try(req.id, code(org, settings, req.id, COMPLIANCE)) == "ui-locked"
+    for rid in (req.id, third.id):
+        wrong = [ui_try(rid, f"WRONG-{n}") for n in range(ap.MAX_WRONG_CODES)]
+        assert wrong == ["bad-code"] * 5
+        assert ui_try(rid, code(org, settings, rid, COMPLIANCE)) == "ui-locked"
     with session_factory(settings.effective_database_url)() as s:
         row = s.get(ApprovalApprover, (req.id, person_id(settings, COMPLIANCE)))
         assert row is not None and row.ui_locked_at is not None and row.wrong_codes == 5
@@ -328,7 +331,7 @@ def test_five_wrong_codes_lock_the_ui_for_that_person_and_ask_only(
             )
         )
     assert told == {COMPLIANCE, GOV}  # the person and the governance lead
-    # The other ask's UI still works for them; Slack and the CLI still work on this one.
+    # The other ask's UI still works for them; Slack and the CLI still work on the locked ones.
     assert ap.decide(
         org,
         DecisionIn(
@@ -339,10 +342,11 @@ def test_five_wrong_codes_lock_the_ui_for_that_person_and_ask_only(
         ),
         ui(COMPLIANCE),
     ).recorded
-    result = ap.decide(
-        org, DecisionIn(request_id=req.id, person=COMPLIANCE, outcome="approve"), CHANNELS["slack"]
-    )
-    assert result.recorded and result.status is ApprovalStatus.approved
+    for rid, channel in ((req.id, "slack"), (third.id, "cli")):
+        result = ap.decide(
+            org, DecisionIn(request_id=rid, person=COMPLIANCE, outcome="approve"), CHANNELS[channel]
+        )
+        assert result.recorded and result.status is ApprovalStatus.approved, channel
 
 
 def test_an_operator_hands_over_a_code_and_it_is_audited(
@@ -355,3 +359,27 @@ def test_an_operator_hands_over_a_code_and_it_is_audited(
     assert event.details == {"person": COMPLIANCE} and event.actor == actor.who
     with pytest.raises(Exception, match="not an eligible answerer"):
         ap.hand_over_code(org, req.id, DS, actor)
+
+
+def test_an_ask_may_name_the_people_who_answer(
+    org: UnitOfWork, settings: Settings, actor: Actor
+) -> None:
+    """A CAPA owner's own step goes to them by name, not to a role; a leaver cannot be asked."""
+    named = ap.create_request(
+        org, verification(approver_roles=[], approver_people=[DS], excluded={}), actor
+    )
+    assert named.approvers == [DS]
+    both = ap.create_request(
+        org,
+        verification(
+            idempotency_key="k2", approver_roles=["internal-auditor"], approver_people=[DS]
+        ),
+        actor,
+    )
+    assert DS in both.approvers and AUDITOR in both.approvers
+    with pytest.raises(ValueError, match="name the approver roles or people"):
+        verification(approver_roles=[], approver_people=[])
+    deactivate_person(org, DS, DeactivationIn(reason="moved on"), actor)
+    with pytest.raises(InvalidInput) as exc:
+        ap.create_request(org, verification(idempotency_key="k3", approver_people=[DS]), actor)
+    assert exc.value.field == "approver_people"
