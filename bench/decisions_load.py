@@ -76,6 +76,8 @@ RUNNER_LIMIT: Final = 8  # concurrent flow-run processes; suspended runs hold no
 POLL_SECONDS: Final = 1.0
 CLICK_CONCURRENCY: Final = 4  # people clicking at the same moment
 REDELIVER_EVERY: Final = 5  # every 5th click arrives twice (Slack re-delivers)
+MODALS: Final = 50  # answers submitted in Slack modals (issue 20's figure: N=50)
+MODAL_ACK_TARGET_MS: Final = 100.0
 BARE_FLOW: Final = "bench-bare-suspend"
 BARE_DEPLOYMENT: Final = f"{BARE_FLOW}/{BARE_FLOW}"
 ACK_TARGET_MS: Final = 100.0
@@ -387,6 +389,9 @@ class AimsRun:
     reconciler_resumed: int = 0
     cpu_s: dict[str, float] = field(default_factory=dict)
     runs_per_s: float = 0.0
+    modal_acks: list[Click] = field(default_factory=list)
+    modal_redeliveries: list[Click] = field(default_factory=list)
+    modal_counts: dict[str, int] = field(default_factory=dict)
 
 
 def prepare_gate_systems(settings: Any, n: int, prefix: str = SYSTEM_PREFIX) -> list[str]:
@@ -532,6 +537,103 @@ def signed_click(
     except ValueError:
         text = ""
     return Click(request_id, started, ms, response.status_code, text, redelivery)
+
+
+def prepare_modal_asks(settings: Any, n: int) -> list[int]:
+    """N open asks of a typed kind (CAPA effectiveness verifications) put to the clicker: what a
+    modal answers. No run waits on them: the figure is the bridge's acknowledgement (signature,
+    person, validation by the form, decision committed); resumes are the click figures'."""
+    from aims_core.ask_forms import CAPA_VERIFICATION
+    from aims_core.services import approvals
+    from aims_core.uow import Actor, UnitOfWork
+
+    actor = Actor(who="bench", channel="test")
+    return [
+        approvals.create_request(
+            UnitOfWork(settings),
+            approvals.ApprovalRequestIn(
+                idempotency_key=f"bench-modal-{i}",
+                kind=CAPA_VERIFICATION,
+                subject=f"capa:{i + 1}",
+                activity="capa-verification",
+                title=f"Verify bench CAPA {i + 1}",
+                approver_people=[CLICKER],
+            ),
+            actor,
+        ).id
+        for i in range(n)
+    ]
+
+
+def signed_submission(
+    settings: Any, http_url: str, request_id: int, slack_id: str, redelivery: bool
+) -> Click:
+    """One real, signed `view_submission` of the ask's modal (built as the bridge builds it),
+    filled with an effective verification, posted to the bridge at `http_url`."""
+    from aims_core.ask_forms import answer_model
+    from aims_core.ask_modals import answer_modal
+    from aims_core.services import approvals
+    from aims_core.uow import UnitOfWork
+    from tests.fakes.slack_signing import signed_interaction
+    from tests.fakes.slack_views import view_submission_payload
+
+    ask = approvals.get_request(UnitOfWork(settings), request_id)
+    view = answer_modal(ask, answer_model(settings, ask.kind, ask.subject))
+    answers = {"result": "effective", "evidence": f"No recurrence since CAPA {request_id}"}
+    body, headers = signed_interaction(
+        SIGNING_SECRET, view_submission_payload(slack_id, view, answers)
+    )
+    if redelivery:
+        headers = {**headers, "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    started = time.time()
+    t0 = time.perf_counter()
+    response = _http_client().post(f"{http_url}/slack/interactions", content=body, headers=headers)
+    ms = (time.perf_counter() - t0) * 1000
+    text = response.text[:200]
+    return Click(request_id, started, ms, response.status_code, text, redelivery)
+
+
+def _count_answers(settings: Any, ask_ids: list[int]) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from aims_core.models import Decision
+    from aims_core.uow import UnitOfWork
+
+    uow = UnitOfWork(settings)
+    with uow.read():
+        per_ask = dict(
+            uow.session.execute(
+                select(Decision.request_id, func.count())
+                .where(Decision.request_id.in_(ask_ids))
+                .group_by(Decision.request_id)
+            ).all()
+        )
+    answered = sum(1 for i in ask_ids if per_ask.get(i))
+    extra = sum(c - 1 for c in per_ask.values() if c > 1)
+    return {
+        "asks": len(ask_ids),
+        "answered": answered,
+        "lost": len(ask_ids) - answered,
+        "duplicated": extra,
+    }
+
+
+def measure_modals(settings: Any, http_url: str, slack_id: str, out: AimsRun) -> None:
+    """The clicker answers MODALS asks in Slack modals, four at a time; every 5th submission is
+    delivered twice (Slack retries). Ask building and payload signing happen before the clock."""
+    ask_ids = prepare_modal_asks(settings, MODALS)
+    with ThreadPoolExecutor(CLICK_CONCURRENCY) as pool:
+        out.modal_acks = list(
+            pool.map(lambda i: signed_submission(settings, http_url, i, slack_id, False), ask_ids)
+        )
+        again = ask_ids[REDELIVER_EVERY - 1 :: REDELIVER_EVERY]
+        out.modal_redeliveries = list(
+            pool.map(lambda i: signed_submission(settings, http_url, i, slack_id, True), again)
+        )
+    bad = [c for c in out.modal_acks + out.modal_redeliveries if c.status != 200]
+    if bad:
+        raise RuntimeError(f"{len(bad)} modal submissions not acknowledged: {bad[0]}")
+    out.modal_counts = _count_answers(settings, ask_ids)
 
 
 _local = threading.local()
@@ -686,6 +788,7 @@ def measure_aims(ctx: Context, api_url: str, database: str, n: int) -> AimsRun:
                 }
                 out.phases["first_click_to_all_completed_s"] = seconds
                 request_ids = [targets[r][0] for r in run_ids]
+                measure_modals(settings, http.url, order[0][1], out)
                 db = _count(settings, request_ids, systems)
                 approved_runs = sum(1 for r in runs if r.state.name == "Approved")
                 lost_db = n - min(db["requests_with_decision"], db["systems_moved"])
@@ -817,7 +920,39 @@ def _figures(a: AimsRun, bare: Bare) -> list[Figure]:
         detail={**a.memory, "bare_runner_mb_while_waiting": bare.runner_rss_mb},
         **common,
     )
-    return [ack, recorded, resume, memory]
+    modal_acks = [c.ms for c in a.modal_acks]
+    mc = a.modal_counts
+    modal = Figure.make(
+        id=f"decisions-modal-ack.{db}",
+        title=f"Bridge acknowledgement of a signed modal submission, p95 ({len(modal_acks)})",
+        value=round(p95(modal_acks), 1),
+        unit="ms",
+        target=Target(on="value", op="<=", bound=MODAL_ACK_TARGET_MS),
+        runs=[round(x, 2) for x in modal_acks],
+        detail={
+            "submissions": len(modal_acks),
+            "concurrency": CLICK_CONCURRENCY,
+            "median_ms": round(median(modal_acks), 1),
+            "max_ms": round(max(modal_acks), 1),
+            "redelivered": len(a.modal_redeliveries),
+            **mc,
+            "note": "CAPA verification asks without a waiting run: signature, person, the "
+            "form's validation, the answer committed, then the answer (the follow-up runs "
+            "after the acknowledgement)",
+        },
+        **common,
+    )
+    modal_recorded = Figure.make(
+        id=f"decisions-modal-recorded.{db}",
+        title=f"Modal answers lost or duplicated ({len(modal_acks)} submissions)",
+        value=float(mc["lost"] + mc["duplicated"]),
+        unit="answers",
+        target=Target(on="value", op="<=", bound=0),
+        runs=[float(mc["lost"] + mc["duplicated"])],
+        detail=mc,
+        **common,
+    )
+    return [ack, recorded, resume, memory, modal, modal_recorded]
 
 
 def main(argv: list[str] | None = None) -> int:
