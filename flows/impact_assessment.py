@@ -1,44 +1,36 @@
 """The AI system impact assessment (6.1.4, 8.4, A.5) as a run that waits for people twice.
 
-First for answers: the run suspends with a Prefect UI form for the first section that still has
-unanswered required questions; answers may equally come from `aims impact answer` (which wakes
-the run once nothing required is missing). After every wait the run re-reads the database, which
-is authoritative, and waits again only for what is still missing, under a new key. Then for the
-approval (the shared `request_approval`), and on approval the rendered record becomes evidence.
+First for answers: one ask per section with required questions open, to the assessor, answered
+in Slack (a modal per section), the Prefect UI form with their personal code, or `aims impact
+answer --as` (`tasks/answers.collect_answers`); each answer is recorded once through the service
+in the name of who answered, and what stays open is asked again. Then for the approval (the
+shared `request_approval`), and on approval the rendered record becomes evidence.
 
 A suspended run re-runs from the top on resume: every write before a wait is a persisted task
-(cached on the re-run), and the form of each wait round is fixed by a persisted task too, so a
-round's key and form are the same on every re-run and its answers are recorded once.
+(cached on the re-run), and the asks of each round are fixed by a persisted task too, so their
+keys are the same on every re-run and each answer is recorded once.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.input import RunInput
 from prefect.runtime import flow_run
-from pydantic import Field, create_model
 
-from aims_core.rules.impact_questionnaire import (
-    SCALE_MAX,
-    Question,
-    QuestionKind,
-    questionnaire,
-)
+from aims_core.errors import AimsError
+from aims_core.rules.impact_questionnaire import SCALE_MAX, QuestionKind, questionnaire
 from aims_core.services import impact
+from aims_core.services.approvals import ApprovalRequestIn
 from aims_core.services.impact import ImpactAssessmentOut, ImpactResult
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
-from tasks.answers import Questionnaire, collect_answers
+from tasks.answers import Questionnaire, answered_as, collect_answers, given
 from tasks.approval import ApprovalOutcome, claim_request, request_approval
+from tasks.asks import AskOutcome
 from tasks.run_names import run_name
 from tasks.run_tags import tag_this_run
 
 FLOW_ACTOR = Actor(who="flow", channel="flow")
-#: The UI form cannot tell who typed it: answers from it are recorded as coming from the UI.
-UI_ACTOR = Actor(who="prefect-ui", channel="ui")
 
 
 def _uow() -> UnitOfWork:
@@ -62,13 +54,6 @@ def open_assessment(system: str, assessor: str | None, take_over: bool) -> int:
     return out.id
 
 
-@task(name="choose section", persist_result=True)
-def choose_section(assessment_id: int, round_: int) -> int:
-    """The section a round asks for, decided once: a re-run shows the same form, same key."""
-    missing = impact.missing_required(_uow(), assessment_id)
-    return questionnaire().section_number(missing[0]) if missing else 1
-
-
 @task(name="complete answers", persist_result=True)
 def complete_answers(assessment_id: int) -> None:
     """Freeze the answers: approvers decide on exactly what they are shown."""
@@ -81,101 +66,36 @@ def record_decision(assessment_id: int) -> ImpactAssessmentOut:
     return impact.record_decision(_uow(), assessment_id, FLOW_ACTOR)
 
 
-# --- the wait for answers -----------------------------------------------------------------------
+# --- the wait for answers: one ask per section ---------------------------------------------------
 
 
-def _field(question: Question, current: object) -> tuple[Any, Any]:
-    """A form field per question; blank (or 0 on a scale) means "leave as it is"."""
-    required = "required" if question.required else "optional"
-    controls = ", ".join(question.controls)
-    if question.kind is QuestionKind.scale:
-        return (
-            int,
-            Field(
-                default=current if isinstance(current, int) else 0,
-                ge=0,
-                le=SCALE_MAX,
-                title=question.text,
-                description=f"{question.describe_kind()}; 0 = not answered · {required} · "
-                f"{controls}",
-            ),
-        )
-    if question.kind is QuestionKind.choice:
-        options = Literal[("", *question.options)]  # type: ignore[valid-type]
-        return (
-            options,
-            Field(
-                default=current if current in question.options else "",
-                title=question.text,
-                description=f"{required} · {controls}",
-            ),
-        )
-    return (
-        str,
-        Field(
-            default=current if isinstance(current, str) else "",
-            title=question.text,
-            description=f"{required} · {controls}",
-        ),
-    )
+@task(name="ask for sections", persist_result=True)
+def section_asks(assessment_id: int, round_: int) -> list[ApprovalRequestIn]:
+    """The asks of a round, decided once: a re-run asks the same, under the same keys."""
+    return impact.section_asks(_uow(), assessment_id, round_)
 
 
-def section_form(
-    assessment: ImpactAssessmentOut, number: int, refusal: str | None
-) -> type[RunInput]:
-    """The resume form of one section, pre-filled with the answers so far, and a description
-    saying what is assessed, how far it is, and how else to answer."""
-    q = questionnaire()
-    section = q.sections[number - 1]
-    fields = {
-        question.id: _field(question, assessment.answers.get(question.id))
-        for question in section.questions
-    }
-    form = create_model(f"ImpactSection{number}", __base__=RunInput, **fields)  # type: ignore[call-overload]
-    open_here = [x.id for x in section.questions if x.id in assessment.missing_required]
-    lines = [
-        f"### Impact assessment #{assessment.id} of {assessment.system}: "
-        f"section {number} of {len(q.sections)}, {section.title}",
-        "",
-        f"- **system**: {assessment.system}, risk tier **{assessment.risk_tier}**",
-        f"- **assessor**: {assessment.assessor}",
-        f"- **progress**: {assessment.required - len(assessment.missing_required)} of "
-        f"{assessment.required} required questions answered"
-        + (f"; still open here: {', '.join(open_here)}" if open_here else ""),
-    ]
-    if refusal:
-        lines.append(f"- **your last answers were not recorded**: {refusal}")
-    if section.description:
-        lines += ["", section.description.strip()]
-    lines += [
-        "",
-        "Fill in what you can and press Resume: blank fields (0 on a scale) stay as they are, "
-        "and the next section with open questions follows. Or answer from a shell, all "
-        f"sections at once: `aims impact answer {assessment.id} --file answers.yaml` "
-        f"(or `--question ID --value VALUE`; see `aims impact questions`): the run goes on "
-        "once every required question is answered.",
-    ]
-    return form.with_initial_data(description="\n".join(lines))
+@task(name="record section answer", persist_result=True)
+def record_answer(assessment_id: int, outcome: AskOutcome) -> str | None:
+    """A section's answer, recorded once through the service in the name of who answered.
+
+    The form checked it with each question's own rule, so a refusal here means the record moved
+    on meanwhile (e.g. frozen); what stays open is asked again."""
+    try:
+        impact.answer(_uow(), assessment_id, given(outcome), answered_as(outcome))
+    except AimsError as exc:
+        get_run_logger().warning("answer to ask %d not recorded: %s", outcome.request_id, exc)
+        return str(exc)
+    return None
 
 
-def form_answers(assessment: ImpactAssessmentOut, number: int, answer: RunInput) -> dict[str, Any]:
-    """What the person actually gave: fields present in the stored input and not blank."""
-    given = {name: getattr(answer, name) for name in answer.model_fields_set}
-    return {name: value for name, value in given.items() if value not in ("", 0, None)}
-
-
-def answer_rounds(assessment_id: int) -> Questionnaire[ImpactAssessmentOut, int]:
-    """The assessment's wait for answers: a section per round, until nothing required is open."""
+def answer_rounds(assessment_id: int) -> Questionnaire:
+    """The assessment's wait for answers: its sections asked until nothing required is open."""
     return Questionnaire(
-        key_prefix=f"impact-{assessment_id}",
-        part_name="section",
-        open_name="required question(s)",
-        load=lambda: impact.get(_uow(), assessment_id),
-        missing=lambda assessment: assessment.missing_required,
-        part=lambda round_: choose_section(assessment_id, round_),
-        form=section_form,
-        answers=form_answers,
-        record=lambda answers: impact.answer(_uow(), assessment_id, answers, UI_ACTOR),
+        name=f"impact-assessment-{assessment_id}",
+        missing=lambda: impact.missing_required(_uow(), assessment_id),
+        asks=lambda round_: section_asks(assessment_id, round_),
+        apply=lambda outcome: record_answer(assessment_id, outcome),
     )
 
 
@@ -231,7 +151,7 @@ def _summary(result: ImpactResult, out: ImpactAssessmentOut, outcome: ApprovalOu
 def impact_assessment(
     system: str, assessor: str | None = None, take_over: bool = False
 ) -> ImpactResult:
-    """Assess an AI system's impact: answers (form or CLI), approval, record kept as evidence.
+    """Assess an AI system's impact: answers (asks per section), approval, record as evidence.
 
     `assessor` (default: the system's owner) answers and never approves; `take_over` continues
     the open assessment of a run that ended without finishing it.

@@ -5,8 +5,10 @@ the period is then the quarter before the run's scheduled start, in the configur
 run gathers every 9.3.2 input and writes the pack (a persisted task keyed by the period: the
 re-run from the top after the suspended wait gets it back cached and does not rewrite it),
 publishes a summary and a table of the inputs, and asks top management (RACI `management-review`)
-to approve the minutes through the shared `request_approval`. Decisions are recorded meanwhile
-with `aims review decide`. Approved: the minutes, listing the decisions, become evidence.
+for their word on the minutes (`tasks.asks.ask`: Slack, the Prefect UI form with their personal
+code, or `aims review minutes --as`): approve, with the meeting's attendees and conclusions, or
+reject saying why. Decisions are recorded meanwhile with `aims review decide`. The answer is filed
+once in the name of who gave it: approved, the minutes, listing the decisions, become evidence.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from aims_core.services import reviews
 from aims_core.services.reviews import ReviewInputs, ReviewOut
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
-from tasks.approval import open_request, request_approval
+from tasks.answers import answered_as
+from tasks.asks import AskOutcome, ask, open_request
 from tasks.run_names import run_name
 from tasks.run_tags import tag_this_run
 
@@ -100,9 +103,11 @@ def link_request(period: str, request_id: int) -> None:
 
 
 @task(name="record minutes", persist_result=True)
-def record_minutes(period: str, request_id: int) -> ReviewOut:
-    """Approved: minutes with the decisions as evidence. Rejected: the reasons kept."""
-    return reviews.record_outcome(_uow(), period, ACTOR)
+def record_minutes(period: str, outcome: AskOutcome) -> ReviewOut:
+    """The answered ask, filed once in the name of who answered: approved, the minutes (with
+    the meeting's conclusions and the decisions) become evidence; rejected, the reasons kept."""
+    actor = answered_as(outcome) if outcome.answers else ACTOR
+    return reviews.record_outcome(_uow(), period, actor)
 
 
 @flow(
@@ -111,7 +116,7 @@ def record_minutes(period: str, request_id: int) -> ReviewOut:
     log_prints=True,
 )
 def management_review(period: str | None = None) -> ReviewOut:
-    """Prepare the management review pack of a quarter and have top management approve it."""
+    """Prepare the management review pack of a quarter and ask top management for the minutes."""
     logger = get_run_logger()
     period = _period(period)
     _tag_run(period)
@@ -121,11 +126,11 @@ def management_review(period: str | None = None) -> ReviewOut:
         return existing
     review = prepare_pack(period)
     publish(review)
-    spec = reviews.approval_spec(review, flow_run_id=str(flow_run.id))
+    spec = reviews.minutes_spec(review, flow_run_id=str(flow_run.id))
     request_id = open_request(spec)
     link_request(period, request_id)
-    outcome = request_approval(spec)
-    out = record_minutes(period, outcome.request_id)
+    outcome = ask(spec)
+    out = record_minutes(period, outcome)
     logger.info("management review %s: %s", period, out.status.value)
     create_markdown_artifact(
         key=f"management-review-{period.lower()}",

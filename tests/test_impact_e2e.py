@@ -1,10 +1,11 @@
 """An impact assessment end to end, on the real engine (Prefect API + served runner + fake Slack).
 
-`aims impact start` → the run suspends with the first section's form → one section answered
-through the Prefect resume API (as the UI's form does), the rest with `aims impact answer --file`
-(which wakes the run) → approval requested → the assessor may not approve, an ethics committee
-member does with `aims approve` → the record is evidence, the run is named, tagged, and
-publishes its summary. Uses support-chatbot (other flow tests use other systems).
+`aims impact start` → the run asks the assessor every section (one ask each) and waits on the
+first → section 1 through the Prefect UI form (a wrong code refused, the run waits again; the
+assessor's code accepted), the rest with `aims impact answer --file --as` (answering the open
+asks) → approval requested → the assessor may not approve, an ethics committee member does with
+`aims approve` → the record is evidence, the run is named, tagged, and publishes its summary.
+Uses support-chatbot (other flow tests use other systems).
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prefect_fixtures import engine_cli, resume_with, wait_for_pause, wait_for_state
+from prefect_fixtures import (
+    ask_of,
+    engine_cli,
+    resume_with,
+    ui_code,
+    wait_for_pause,
+    wait_for_state,
+)
 from sqlalchemy import func, select
 
 from aims_core.db import get_engine
@@ -64,33 +72,42 @@ def test_impact_assessment_through_form_cli_and_approval(engine, tmp_path: Path)
     run_id = started.output.split("(", 1)[1].split(")", 1)[0]
     assert f"/runs/flow-run/{run_id}" in started.output
 
-    # Waiting for answers: the first section's form, suspended (no process kept).
+    # Waiting for answers: every section asked of the assessor, the run waits on the first.
     wait_for_state(run_id, {"Suspended"})
     t_suspended = time.monotonic()
     [a] = [x for x in impact.list_assessments(UnitOfWork(settings), system=SYSTEM)
            if x.flow_run_id == run_id]  # fmt: skip
     assert a.assessor == ASSESSOR
-    run = wait_for_pause(run_id, f"impact-{a.id}-section-1-round-1")
+    first = ask_of(settings, f"impact-assessment-{a.id}-intended-use-1-r1")
+    run = wait_for_pause(run_id, f"approval-{first}-round-1")
     with get_client(sync_client=True) as client:
         keyset = keyset_from_paused_state(run.state)
         description = client.read_flow_run_input(run.id, keyset["description"])
         schema = client.read_flow_run_input(run.id, keyset["schema"])
     assert f"Impact assessment #{a.id} of {SYSTEM}: section 1 of 6" in description
-    assert f"aims impact answer {a.id} --file answers.yaml" in description
-    assert set(SECTION_1) == set(json.loads(schema)["properties"])
+    assert f"aims impact answer {a.id} --file answers.yaml --as EMAIL" in description
+    assert set(json.loads(schema)["properties"]) == {*SECTION_1, "person", "code"}
 
-    # Section 1 through the form (the Prefect resume API, as the UI's Resume button).
-    resume_with(run_id, **SECTION_1)
-    wait_for_pause(run_id, f"impact-{a.id}-section-2-round-2")
+    # Section 1 through the UI form: a wrong code is refused and the run waits again; the
+    # assessor's own code is accepted, and the run waits on the next section's ask.
+    resume_with(run_id, person=ASSESSOR, code="AAAA-BBBB-CCCC-DDDD", **SECTION_1)
+    wait_for_pause(run_id, f"approval-{first}-round-2")
+    assert impact.get(UnitOfWork(settings), a.id).answers == {}
+    resume_with(run_id, person=ASSESSOR, code=ui_code(settings, first, ASSESSOR), **SECTION_1)
+    second = ask_of(settings, f"impact-assessment-{a.id}-individuals-1-r1")
+    wait_for_pause(run_id, f"approval-{second}-round-1")
     assert impact.get(UnitOfWork(settings), a.id).answers == SECTION_1
 
-    # The rest from a file: recorded, and the run is woken since nothing required is missing.
+    # The rest from a file answers the open asks (as the assessor; without --as: refused).
     answers_file = tmp_path / "answers.yaml"
     answers_file.write_text(yaml.safe_dump(rest_of_answers()))
-    answered = engine_cli(engine, "impact", "answer", str(a.id), "--file", str(answers_file))
+    answer = ("impact", "answer", str(a.id), "--file", str(answers_file))
+    unnamed = engine_cli(engine, *answer)
+    assert unnamed.exit_code == 2 and "give --as EMAIL" in unnamed.output, unnamed.output
+    answered = engine_cli(engine, *answer, "--as", ASSESSOR)
     assert answered.exit_code == 0, answered.output
-    assert "19 of 19 required questions answered" in answered.output
-    assert f"flow run {run_id}: resumed" in answered.output
+    assert f"recorded answer by {ASSESSOR} on ask {second}" in answered.output
+    assert "through the run's asks" in answered.output
 
     # Approval: requested from the questionnaire's roles, the assessor excluded.
     key = impact.approval_key(a.id)
@@ -125,16 +142,16 @@ def test_impact_assessment_through_form_cli_and_approval(engine, tmp_path: Path)
     html = evidence.store_path(settings, html_record.content_sha256).read_text("utf-8")
     with get_engine(settings.effective_database_url).connect() as conn:
         md = conn.scalar(select(Evidence.content).where(Evidence.id == out.evidence_id))
-        ui_answers = conn.scalar(
-            select(func.count())
-            .select_from(AuditEvent)
+        recorded = conn.execute(
+            select(AuditEvent.channel, AuditEvent.actor, func.count())
             .where(
                 AuditEvent.subject == f"impact-assessment:{a.id}",
                 AuditEvent.action == "impact.answered",
-                AuditEvent.channel == "ui",
             )
-        )
-    assert ui_answers == 1  # the form's answers were recorded once, whatever the re-runs
+            .group_by(AuditEvent.channel, AuditEvent.actor)
+        ).all()
+    # Each ask's answer recorded once in the assessor's name, whatever the re-runs.
+    assert sorted(map(tuple, recorded)) == [("cli", ASSESSOR, 5), ("ui", ASSESSOR, 1)]
     for qid, value in {**SECTION_1, **rest_of_answers()}.items():
         if isinstance(value, int):
             assert f"`{qid}`" in md

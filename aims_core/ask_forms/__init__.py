@@ -76,8 +76,13 @@ def known_kind(kind: str) -> bool:
 
 
 # Each domain's forms, in their own module (they use the names above: imported last).
-from aims_core.ask_forms import capa, incidents  # noqa: E402
+from aims_core.ask_forms import capa, incidents, questionnaires, reviews  # noqa: E402
 
-_FORMS: dict[str, Form] = {**incidents.FORMS, **capa.FORMS}
+_FORMS: dict[str, Form] = {
+    **incidents.FORMS,
+    **capa.FORMS,
+    **questionnaires.FORMS,
+    **reviews.FORMS,
+}
 #: What each kind is called where people read it.
 FORM_TITLES: dict[str, str] = {APPROVAL_KIND: "Approval"} | {k: f.title for k, f in _FORMS.items()}

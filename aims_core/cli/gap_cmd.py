@@ -1,8 +1,9 @@
 """`aims gap` and `aims plan`: the ISO/IEC 42001 gap assessment and its implementation plan.
 
 `gap start` opens an assessment pre-filled from the records and begins its `gap-assessment`
-run, which asks for answers area by area in the Prefect UI; `gap record` records the same answers
-through the same service (and wakes the run once every requirement is assessed). The run asks
+run, which asks for answers area by area (one ask each: Slack, the Prefect UI with a personal
+code); `gap record --as` answers those asks through the same answer service, and without a run
+asking records directly (and wakes the run once every requirement is assessed). The run asks
 for approval; on approval the plan is made. Reading commands need no engine.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 import typer
 
 from aims_core import processes
+from aims_core.ask_forms.questionnaires import ACCEPT, evidence_name, field_name, note_name
 from aims_core.cli._base import print_json, print_table, read_answers
 from aims_core.cli.engine import wake
 from aims_core.errors import InvalidInput
@@ -83,8 +85,9 @@ def start(
     )
     typer.echo(f"started run {name} ({run_id})\n{url}")
     typer.echo(
-        "answer area by area in the run's form in the Prefect UI, or with "
-        "`aims gap record REQ --status STATUS` / `aims gap record --file answers.yaml`"
+        "answer the run's asks area by area in Slack, the Prefect UI, or with "
+        "`aims gap record REQ --status STATUS --as EMAIL` / `aims gap record --file answers.yaml "
+        "--as EMAIL`"
     )
 
 
@@ -111,8 +114,18 @@ def record(
     assessment: str | None = typer.Option(
         None, "--assessment", metavar="ID", help="Default: the open assessment."
     ),
+    email: str | None = typer.Option(
+        None, "--as", metavar="EMAIL", help="Who answers (required while the run asks)."
+    ),
 ) -> None:
-    """Record conformity (all or nothing); wakes the waiting run once every requirement has one."""
+    """Record conformity (all or nothing); wakes the waiting run once every requirement has one.
+
+    While the assessment's run asks for an area, answers in that area (and
+    --accept-suggestions) answer its ask (`--as`: someone it was put to), with the same checks
+    as Slack and the Prefect UI; the run records them.
+    """
+    from aims_core.cli._part_asks import answer_parts, fields_of, open_part_asks
+
     answers: dict[str, Any] = (
         read_answers(file, "requirement ids", '"5.2": conforming') if file else {}
     )
@@ -128,17 +141,35 @@ def record(
             "give REQ --status STATUS, --file answers.yaml or --accept-suggestions", "answers"
         )
     target = _target(assessment)
+    asks = open_part_asks(gap.subject(target))
+    to_asks: dict[int, dict[str, Any]] = {}
+    asked: set[str] = set()
+    for ask in asks:
+        fields = fields_of(ask)
+        part: dict[str, Any] = {ACCEPT: True} if accept_suggestions else {}
+        for req, given in answers.items():
+            if field_name(req) in fields:
+                part |= _ask_fields(req, given)
+                asked.add(req)
+        if part:
+            to_asks[ask.id] = part
+    direct = {k: v for k, v in answers.items() if k not in asked}
+    if direct and to_asks:  # checked before anything goes to an ask: all or nothing
+        gap.check_answers(direct)
+    answer_parts(f"gap assessment {target}", asks, email, to_asks)
     uow = UnitOfWork()
     out = gap.get(uow, target)
-    if answers:
-        out = gap.record(uow, target, answers, Actor.cli())
-    if accept_suggestions:
+    if direct:
+        out = gap.record(uow, target, direct, Actor.cli())
+    if accept_suggestions and not to_asks:
         out = gap.accept_suggestions(uow, target, Actor.cli())
+    if to_asks:
+        typer.echo(f"answered {len(to_asks)} area(s) through the run's asks: it records them")
     typer.echo(f"gap assessment {out.id}: {_progress(out)}")
     if out.missing:
         more = " …" if len(out.missing) > 12 else ""
         typer.echo(f"not assessed yet: {', '.join(out.missing[:12])}{more}")
-    elif out.status is GapStatus.draft and out.flow_run_id:
+    elif out.status is GapStatus.draft and out.flow_run_id and not to_asks:
         typer.echo(
             wake(
                 out.flow_run_id,
@@ -148,6 +179,20 @@ def record(
                 retry=f"once the engine is up: `aims gap resume {out.id}`",
             )
         )
+
+
+def _ask_fields(requirement: str, given: object) -> dict[str, Any]:
+    """One requirement's answer (a status, or {status, note, evidence}) as its area form's
+    fields; what is left out stays as recorded."""
+    if not isinstance(given, dict):
+        given = {"status": given}
+    out: dict[str, Any] = {field_name(requirement): given.get("status")}
+    if given.get("note"):
+        out[note_name(requirement)] = given["note"]
+    links = given.get("evidence")
+    if links:
+        out[evidence_name(requirement)] = [links] if isinstance(links, str) else links
+    return out
 
 
 @app.command("resume")

@@ -1,8 +1,10 @@
 """`aims impact`: AI system impact assessments (6.1.4, 8.4, A.5).
 
-`start` begins an `impact-assessment` run; answers come through its Prefect UI form or through
-`answer` here (the same service and checks), which wakes the run once every required question is
-answered. An assessment is named by its id or by its system's name (its open assessment).
+`start` begins an `impact-assessment` run, which asks the assessor section by section (Slack,
+the Prefect UI form with their personal code, or `answer --as` here, which answers the open asks
+through the same answer service); without a run asking, `answer` records directly and wakes the
+run once every required question is answered. An assessment is named by its id or by its
+system's name (its open assessment).
 """
 
 from __future__ import annotations
@@ -143,8 +145,9 @@ def start(
     if existing is not None:
         typer.echo(f"it continues impact assessment {existing.id} ({_progress(existing)})")
     typer.echo(
-        "answer in the run's form in the Prefect UI, or with "
-        f"`aims impact answer {target.name} --file answers.yaml` (see `aims impact questions`)"
+        "answer the run's asks in Slack, the Prefect UI, or with "
+        f"`aims impact answer {target.name} --file answers.yaml --as EMAIL` "
+        "(see `aims impact questions`)"
     )
 
 
@@ -160,12 +163,19 @@ def answer(
     file: Path | None = typer.Option(
         None, "--file", "-f", help="YAML mapping question id -> answer (several at once)."
     ),
+    email: str | None = typer.Option(
+        None, "--as", metavar="EMAIL", help="Who answers (required while the run asks)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the assessment as JSON."),
 ) -> None:
     """Record answers (all or nothing); wakes the waiting run once nothing required is missing.
 
-    A blank --value clears an optional answer.
+    While the assessment's run asks for a section, answers to that section answer its ask
+    (`--as`: the assessor), with the same checks as Slack and the Prefect UI; the run records
+    them. A blank --value clears an optional answer (not through an ask: blank leaves it).
     """
+    from aims_core.cli._part_asks import answer_parts, fields_of, open_part_asks
+
     if len(question) != len(value):
         raise InvalidInput(
             f"give one --value per --question ({len(question)} questions, {len(value)} values)",
@@ -178,17 +188,34 @@ def answer(
     if not answers:
         raise InvalidInput("give --question ID --value VALUE or --file answers.yaml", "answers")
     assessment_id = _resolve(target)
-    out = impact.answer(UnitOfWork(), assessment_id, answers, Actor.cli())
+    asks = open_part_asks(impact.subject(assessment_id))
+    to_asks: dict[int, dict[str, Any]] = {}
+    for ask in asks:
+        part = {k: v for k, v in answers.items() if k in fields_of(ask) and v != ""}
+        if part:
+            to_asks[ask.id] = part
+    asked = {k for part in to_asks.values() for k in part}
+    direct = {k: v for k, v in answers.items() if k not in asked}
+    what = f"impact assessment {assessment_id}"
+    if direct and to_asks:  # checked before anything goes to an ask: all or nothing
+        impact.check_answers(UnitOfWork(), assessment_id, direct)
+    answer_parts(what, asks, email, to_asks)
+    out = impact.get(UnitOfWork(), assessment_id)
+    if direct:
+        out = impact.answer(UnitOfWork(), assessment_id, direct, Actor.cli())
     if as_json:
         print_json(out)
     else:
-        typer.echo(
-            f"recorded {len(answers)} answer(s) on impact assessment {out.id} ({out.system}): "
-            f"{_progress(out)}"
-        )
-        if out.missing_required:
+        if direct:
+            typer.echo(
+                f"recorded {len(direct)} answer(s) on impact assessment {out.id} ({out.system}): "
+                f"{_progress(out)}"
+            )
+        if to_asks:
+            typer.echo(f"answered {len(asked)} question(s) through the run's asks: it records them")
+        if out.missing_required and not to_asks:
             typer.echo(f"still open: {', '.join(out.missing_required)}")
-    if not out.missing_required:
+    if not out.missing_required and not to_asks:
         _wake(out, quiet=as_json)
 
 

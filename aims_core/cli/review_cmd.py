@@ -1,7 +1,8 @@
 """`aims review`: Management reviews: the prepared pack, minutes and decisions (9.3).
 
 `prepare` writes the pack without the engine; `start` starts the `management-review` run, which
-prepares the pack and waits (suspended) for top management to approve the minutes. Decisions are
+prepares the pack and asks top management for their word on the minutes (waits suspended);
+`minutes --as` answers that ask, as Slack and the Prefect UI form do. Decisions are
 recorded with `decide` while the minutes are not approved; the next review reports them under
 input a).
 """
@@ -109,6 +110,33 @@ def decide(
         f"recorded action {out.id} of review {out.review}: ({out.kind}) {out.decision} — "
         f"{out.owner}, due {out.due}"
     )
+
+
+@app.command("minutes")
+def minutes(
+    period: str = typer.Argument(..., help="The review's quarter, e.g. 2026Q4."),
+    email: str = typer.Option(..., "--as", metavar="EMAIL", help="Who answers (top management)."),
+    approve: bool = typer.Option(
+        None, "--approve/--reject", help="Approve the minutes, or reject them (--notes: why)."
+    ),
+    notes: str = typer.Option("", "--notes", help="The meeting's conclusions; why, to reject."),
+    attendees: str = typer.Option("", "--attendees", help="Who took part in the review."),
+) -> None:
+    """Answer the review run's ask on the minutes, with the same checks as Slack and the UI."""
+    from aims_core.cli.approvals_cmd import answer_ask
+    from aims_core.errors import Conflict, InvalidInput
+
+    if approve is None:
+        raise InvalidInput("give --approve or --reject", "approve")
+    review = _reviews().get_review(UnitOfWork(), period)
+    if review.request_id is None:
+        raise Conflict(f"no run asks for the minutes of {review.period} yet", "period")
+    answer = {
+        "outcome": "approve" if approve else "reject",
+        "notes": notes,
+        "attendees": attendees,
+    }
+    answer_ask(review.request_id, email, answer)
 
 
 @app.command("action-done")

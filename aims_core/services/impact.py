@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from aims_core import reports
+from aims_core.ask_forms.questionnaires import IMPACT_SECTION, impact_parts, part_subject
 from aims_core.errors import Conflict, InvalidInput, NotFound, refuse_answers
 from aims_core.evidence_schemas import EvidenceIn
 from aims_core.models import (
@@ -47,6 +48,7 @@ __all__ = [
     "answer",
     "approval_key",
     "approval_spec",
+    "check_answers",
     "complete",
     "get",
     "list_assessments",
@@ -54,7 +56,9 @@ __all__ = [
     "open_for",
     "record_decision",
     "render",
+    "section_asks",
     "start",
+    "subject",
 ]
 
 EVIDENCE_KIND: Final = "impact-assessment"
@@ -321,6 +325,12 @@ def _check_answers(q: Questionnaire, answers: Mapping[str, object]) -> dict[str,
     return checked
 
 
+def check_answers(uow: UnitOfWork, assessment_id: int, answers: Mapping[str, object]) -> None:
+    """Check answers as `answer` would, writing nothing (InvalidInput names each problem)."""
+    with uow.read():
+        _check_answers(_questionnaire_of(_load(uow.session, assessment_id)), answers)
+
+
 def answer(
     uow: UnitOfWork, assessment_id: int, answers: Mapping[str, object], actor: Actor
 ) -> ImpactAssessmentOut:
@@ -512,6 +522,66 @@ def record_decision(uow: UnitOfWork, assessment_id: int, actor: Actor) -> Impact
     if out.evidence_id is not None:
         evidence.sync_anchor(uow.settings)
     return out
+
+
+# --- asking for answers -----------------------------------------------------------------------
+
+
+def section_asks(uow: UnitOfWork, assessment_id: int, round_: int) -> list[ApprovalRequestIn]:
+    """The asks of one round: one per section (or chunk of a long one, `impact_parts`) that
+    still has required questions open, to the assessor. Round `round_` asks again for what
+    earlier rounds left open; the details show what is answered so far."""
+    with uow.read():
+        row = _load(uow.session, assessment_id)
+        q = _questionnaire_of(row)
+        if row.status is not ImpactStatus.draft:
+            return []
+        answers = dict(row.answers or {})
+        missing = set(q.missing_required(answers))
+        numbers = {s.id: n for n, s in enumerate(q.sections, 1)}
+        specs = []
+        for section_id, chunk, of, questions in impact_parts():
+            open_here = [x.id for x in questions if x.id in missing]
+            if not open_here:
+                continue
+            section = q.sections[numbers[section_id] - 1]
+            part = f" (part {chunk} of {of})" if of > 1 else ""
+            specs.append(
+                ApprovalRequestIn(
+                    idempotency_key=f"impact-assessment-{row.id}-{section_id}-{chunk}-r{round_}",
+                    kind=IMPACT_SECTION,
+                    subject=part_subject(subject(row.id), section_id, chunk, of),
+                    activity=q.approval.activity,
+                    system=row.system.name,
+                    title=f"Impact assessment #{row.id} of {row.system.name}: section "
+                    f"{numbers[section_id]} of {len(q.sections)}, {section.title}{part}"[:300],
+                    details=_section_details(row, section.description, questions, open_here),
+                    approver_people=[row.created_by],
+                )
+            )
+        return specs
+
+
+def _section_details(
+    row: ImpactAssessment, description: str, questions: list[Any], open_here: list[str]
+) -> str:
+    answers = row.answers or {}
+    lines = [
+        description.strip(),
+        "",
+        f"Still open here: {', '.join(open_here)}. Blank leaves an answer as it is; what stays "
+        "open is asked again. All sections at once from a shell: "
+        f"`aims impact answer {row.id} --file answers.yaml --as EMAIL`.",
+    ]
+    given = [
+        f"- {x.id}: {' '.join(str(answers[x.id]).split())[:200]}"
+        for x in questions
+        if x.id in answers
+    ]
+    if given:
+        lines += ["", "Answered so far:", *given]
+    text = "\n".join(lines).strip()
+    return text if len(text) <= DETAILS_MAX else text[: DETAILS_MAX - 1] + "…"
 
 
 # --- rendering ---------------------------------------------------------------------------------

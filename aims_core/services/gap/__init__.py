@@ -22,6 +22,7 @@ from aims_core.services.gap.answers import (
     start,
 )
 from aims_core.services.gap.approval import approval_spec, record_decision
+from aims_core.services.gap.asks import ANSWER_ROLES, area_answers, area_asks, record_area_answer
 from aims_core.services.gap.certification import readiness, trends
 from aims_core.services.gap.maturity import compute_maturity
 from aims_core.services.gap.prefill import Finding, Suggestion, probe, suggestions
@@ -52,6 +53,7 @@ from aims_core.services.gap.schemas import (
 )
 
 __all__ = [
+    "ANSWER_ROLES",
     "DETAILS_MAX",
     "EVIDENCE_KIND",
     "NOTE_MAX",
@@ -70,6 +72,8 @@ __all__ = [
     "accept_suggestions",
     "approval_key",
     "approval_spec",
+    "area_answers",
+    "area_asks",
     "check_answers",
     "complete",
     "compute_maturity",
@@ -80,6 +84,7 @@ __all__ = [
     "probe",
     "readiness",
     "record",
+    "record_area_answer",
     "record_decision",
     "resolve",
     "run_name",

@@ -11,7 +11,8 @@
   three files as `management-review` evidence on `review:<period>`. Re-preparing replaces the pack
   until the minutes are approved.
 - `decide` records a 9.3.3 decision as a tracked `ReviewAction`; the next review reports it
-  under input a). `record_outcome` files the minutes once top management has decided.
+  under input a). `minutes_spec` is the run's ask on the minutes (approve with the meeting's
+  attendees and conclusions, or reject saying why); `record_outcome` files what was answered.
 
 A period is a calendar quarter in the configured time zone: "2026Q4" = [2026-10-01, 2027-01-01).
 
@@ -27,6 +28,7 @@ from aims_core.services.reviews.inputs import gather
 from aims_core.services.reviews.minutes import (
     approval_spec,
     attach_request,
+    minutes_spec,
     record_outcome,
     summary_markdown,
 )
@@ -94,6 +96,7 @@ __all__ = [
     "gather",
     "get_review",
     "list_reviews",
+    "minutes_spec",
     "performance_rows",
     "period_bounds",
     "prepare",

@@ -1,11 +1,14 @@
-"""The minutes of a management review: what the pack says in a page, the approval that top
-management gives them (the RACI of `management-review`), and filing the outcome: approved
-minutes with the decisions become evidence; a rejection keeps the reasons."""
+"""The minutes of a management review: what the pack says in a page, the ask that top management
+answers on them (the RACI of `management-review`: approve, with the meeting's attendees and
+conclusions, or reject saying why), and filing the outcome: approved minutes with the decisions
+become evidence; a rejection keeps the reasons. A past review approved as a plain approval (the
+demo's history) is filed the same way."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from aims_core.ask_forms.reviews import REVIEW_MINUTES
 from aims_core.errors import Conflict
 from aims_core.evidence_schemas import EvidenceIn
 from aims_core.models import ApprovalRequest, ReviewStatus, as_utc
@@ -92,9 +95,46 @@ def approval_spec(review: ReviewOut, flow_run_id: str | None = None) -> Approval
     )
 
 
+def minutes_spec(review: ReviewOut, flow_run_id: str | None = None) -> ApprovalRequestIn:
+    """The run's ask on the minutes: top management (the RACI of `management-review`) approves
+    them, with who attended and what was concluded, or rejects them saying why. One ask per
+    preparation of the pack, like `approval_spec`."""
+    spec = approval_spec(review, flow_run_id)
+    how = (
+        f"Answer in Slack, the run's Prefect UI form, or `aims review minutes {review.period} "
+        "--as EMAIL --approve|--reject --notes TEXT`."
+    )
+    return spec.model_copy(
+        update={
+            "kind": REVIEW_MINUTES,
+            "title": f"The minutes of management review {review.period}: approve or reject",
+            "details": f"{spec.details[: 20_000 - len(how) - 2]}\n\n{how}",
+        }
+    )
+
+
+def _verdict(req: ApprovalRequest) -> tuple[str, str, dict[str, str]]:
+    """(approved|rejected|open, who decided, the minutes answer) of a minutes ask or approval."""
+    if req.kind != REVIEW_MINUTES:
+        who = ", ".join(
+            f"{d.person.email} ({d.outcome.value}{': ' + d.comment if d.comment else ''})"
+            for d in req.decisions
+        )
+        return req.status.value, who, {}
+    answered = [d for d in req.decisions if d.answer]
+    if req.status.value != "answered" or not answered:
+        return req.status.value, "", {}
+    d = answered[0]
+    answer = {k: str(v or "") for k, v in (d.answer or {}).items()}
+    verdict = "approved" if answer.get("outcome") == "approve" else "rejected"
+    notes = f": {answer['notes']}" if verdict == "rejected" and answer.get("notes") else ""
+    return verdict, f"{d.person.email} ({answer.get('outcome')}{notes}, via {d.channel})", answer
+
+
 def record_outcome(uow: UnitOfWork, period: str, actor: Actor) -> ReviewOut:
-    """File what top management decided on the minutes request: approved -> the minutes (with
-    the decisions) become evidence; rejected -> the reasons are kept. Idempotent."""
+    """File what top management decided on the minutes ask: approved -> the minutes (with the
+    meeting's attendees and conclusions, and the decisions) become evidence; rejected -> the
+    reasons are kept. The flow calls it in the name of who answered. Idempotent."""
     with uow:
         s = uow.session
         row = load_review(s, period, lock=True)
@@ -102,13 +142,17 @@ def record_outcome(uow: UnitOfWork, period: str, actor: Actor) -> ReviewOut:
             raise Conflict(f"no minutes approval was asked for {period}", "period")
         req = s.get(ApprovalRequest, row.request_id)
         assert req is not None
-        status = req.status.value
+        status, who, answer = _verdict(req)
         if status not in ("approved", "rejected") or row.status.value == status:
             return review_out(row)
-        who = ", ".join(
-            f"{d.person.email} ({d.outcome.value}{': ' + d.comment if d.comment else ''})"
-            for d in req.decisions
-        )
+        meeting = [
+            *([f"Attendees: {answer['attendees']}", ""] if answer.get("attendees") else []),
+            *(
+                ["## Conclusions", "", answer["notes"], ""]
+                if answer.get("notes") and status == "approved"
+                else []
+            ),
+        ]
         if status == "approved":
             row.status = ReviewStatus.approved
             row.approved_at = as_utc(req.decided_at) if req.decided_at else datetime.now(UTC)
@@ -121,6 +165,7 @@ def record_outcome(uow: UnitOfWork, period: str, actor: Actor) -> ReviewOut:
                         f"Approved {row.approved_at:%Y-%m-%d %H:%M} UTC by {who} "
                         f"(request {req.id}).",
                         "",
+                        *meeting,
                         summary_markdown(out),
                         "",
                         "## Decisions (9.3.3)",
