@@ -1,10 +1,13 @@
 """An internal audit end to end, on the real engine (Prefect API + served runner + fake Slack).
 
-Must show: `aims audit start` begins the run, which waits suspended for the fieldwork; a minor
-nonconformity recorded from the CLI opens its CAPA; `aims audit complete` wakes the run, which
-starts the CAPA's run, renders the report (HTML and Markdown, kept as evidence) and asks for
-its approval; the CEO approves with `aims approve`; the audit is closed. Uses the demo
-programme's audit of the current period (the other flow tests do not touch audits).
+Must show: `aims audit start` begins the run, which asks the auditor for the fieldwork (an ask,
+suspended); in the run's Prefect UI form a finding with a wrong code is refused and the run asks
+again, the auditor's code records it (a minor nonconformity: its CAPA opens) in the auditor's
+name and the next entry is asked; `aims audit complete --as` the auditor answers that entry and
+wakes the run, which starts the CAPA's run, renders the report (HTML and Markdown, kept as
+evidence) and asks for its approval; the CEO approves with `aims approve`; the audit is closed,
+its finding recorded once across the re-runs. Uses the demo programme's audit of the current
+period (the other flow tests do not touch audits).
 """
 
 from __future__ import annotations
@@ -12,7 +15,14 @@ from __future__ import annotations
 import re
 import time
 
-from prefect_fixtures import engine_cli, wait_for_pause, wait_for_state
+from prefect_fixtures import (
+    ask_of,
+    engine_cli,
+    resume_with,
+    ui_code,
+    wait_for_pause,
+    wait_for_state,
+)
 from sqlalchemy import select
 
 from aims_core.db import get_engine
@@ -45,25 +55,29 @@ def test_audit_run_from_fieldwork_to_approved_report(engine, tmp_path) -> None: 
     m = re.search(rf"started run {re.escape(name)} \(([0-9a-f-]{{36}})\)", out)
     assert m, out
     run_id = m.group(1)
-    wait_for_pause(run_id, f"audit-{a.id}-fieldwork-1-r1")
+    entry1 = ask_of(settings, f"audit-{a.id}-r1-fieldwork-1")
+    wait_for_pause(run_id, f"approval-{entry1}-round-1")
     assert audits.get_audit(uow, a.id).status is AuditStatus.in_progress
 
-    out = ok(
-        engine,
-        "audit",
-        "finding",
-        str(a.id),
-        "--control",
-        control,
-        "--kind",
-        "minor-nc",
-        "--statement",
-        "Monitoring alerts are not reviewed weekly as the procedure says",
-        "--system",
-        system,
-    )
-    capa_id = int(re.search(r"opened CAPA (\d+)", out).group(1))  # type: ignore[union-attr]
-    assert "resumed" in ok(engine, "audit", "complete", str(a.id))
+    # The run's UI form: a wrong code is refused, the run asks again; the auditor's code counts.
+    finding = {
+        "control": control,
+        "kind": "minor-nc",
+        "statement": "Monitoring alerts are not reviewed weekly as the procedure says",
+        "evidence": "Alert log of the last quarter; no review entries",
+        "system": system,
+    }
+    resume_with(run_id, person=a.auditor, code="AAAA-BBBB-CCCC-DDDD", **finding)
+    wait_for_pause(run_id, f"approval-{entry1}-round-2")
+    assert not audits.get_audit(uow, a.id).findings
+    resume_with(run_id, person=a.auditor, code=ui_code(settings, entry1, a.auditor), **finding)
+    entry2 = ask_of(settings, f"audit-{a.id}-r1-fieldwork-2")
+    wait_for_pause(run_id, f"approval-{entry2}-round-1")
+    [f] = audits.get_audit(uow, a.id).findings
+    assert (f.control_id, f.recorded_by) == (control, a.auditor) and f.capa_id
+    capa_id = f.capa_id
+    out = ok(engine, "audit", "complete", str(a.id), "--as", a.auditor)
+    assert f"recorded answer by {a.auditor} on ask {entry2}" in out and "resumed" in out, out
 
     # The run starts the CAPA's run, records the report and waits for its approval.
     deadline = time.monotonic() + 90
@@ -89,6 +103,7 @@ def test_audit_run_from_fieldwork_to_approved_report(engine, tmp_path) -> None: 
     assert (result.status, result.capa_ids, result.approvals) == ("closed", [capa_id], [CEO])
     closed = audits.get_audit(uow, a.id)
     assert closed.status is AuditStatus.closed and closed.request_id == request_id
+    assert [x.id for x in closed.findings] == [f.id]  # recorded once, whatever the re-runs
     with get_engine(settings.effective_database_url).connect() as conn:
         kinds = sorted(
             conn.scalars(select(Evidence.kind).where(Evidence.subject == f"audit:{a.id}"))

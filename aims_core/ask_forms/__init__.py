@@ -76,9 +76,10 @@ def known_kind(kind: str) -> bool:
 
 
 # Each domain's forms, in their own module (they use the names above: imported last).
-from aims_core.ask_forms import capa, incidents, questionnaires, reviews  # noqa: E402
+from aims_core.ask_forms import audits, capa, incidents, questionnaires, reviews  # noqa: E402
 
 _FORMS: dict[str, Form] = {
+    **audits.FORMS,
     **incidents.FORMS,
     **capa.FORMS,
     **questionnaires.FORMS,

@@ -1,13 +1,14 @@
 """`aims audit`: the internal audit programme, audits, findings and reports (9.2).
 
 `plan` builds the programme (records only); `start` begins an audit's `internal-audit` run,
-which waits suspended for the fieldwork; `finding` and `complete` record the fieldwork through
-the same service as the run's Prefect UI form (`complete` wakes the run, which renders the report
-and asks for its approval); `report` writes the report at any time.
+which asks the auditor for the fieldwork one entry at a time; `finding` and `complete` answer
+the run's open entry (`--as` the auditor: the same checks as Slack and the Prefect UI), or, when
+no run asks, record directly; `report` writes the report at any time.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -15,9 +16,10 @@ import typer
 from aims_core import processes
 from aims_core.cli._base import print_json, print_table
 from aims_core.cli.engine import run_ended, wake
-from aims_core.errors import Conflict, InvalidInput
+from aims_core.errors import AimsError, Conflict, InvalidInput
 from aims_core.models import AuditStatus
 from aims_core.services import audits
+from aims_core.services.approvals import ApprovalRequestOut
 from aims_core.services.audits import AuditOut
 from aims_core.uow import Actor, UnitOfWork
 
@@ -167,6 +169,49 @@ def start(audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's
     typer.echo(f"started run {name} ({run_id})\n{url}")
 
 
+#: How long `finding`/`complete` wait for the run to ask its next entry (it is recording the last).
+NEXT_ENTRY_WAIT = 20.0
+
+
+def _run_asks(audit_id: int) -> ApprovalRequestOut | None:
+    """The fieldwork entry the audit's run asks now; None when no run asks (the direct path).
+    Between two entries (the run recording the last answer) waits for the next one."""
+    deadline = time.monotonic() + NEXT_ENTRY_WAIT
+    while True:
+        ask = audits.open_fieldwork_ask(UnitOfWork(), audit_id)
+        if ask is not None:
+            return ask
+        a = audits.get_audit(UnitOfWork(), audit_id)
+        if a.status is not AuditStatus.in_progress or not a.flow_run_id:
+            return None
+        if run_ended(a.flow_run_id) is not False:  # ended, or no engine: nothing is asking
+            return None
+        if time.monotonic() > deadline:
+            raise Conflict(
+                f"audit {audit_id}'s run {a.flow_run_id} is not asking for fieldwork yet: try "
+                "again in a moment",
+                "audit",
+            )
+        time.sleep(0.5)
+
+
+def _answer(
+    audit_id: int, ask: ApprovalRequestOut, email: str | None, answer: dict[str, object]
+) -> None:
+    if not email:
+        raise AimsError(
+            f"audit {audit_id}'s run asks {', '.join(ask.approvers)} for the fieldwork "
+            f"(ask {ask.id}): give --as EMAIL",
+            "as",
+        )
+    from aims_core.cli.approvals_cmd import answer_ask
+
+    answer_ask(ask.id, email, answer)
+
+
+AS_HELP = "The auditor answering (required while the audit's run asks)."
+
+
 @app.command("finding")
 def finding(
     audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's id."),
@@ -174,9 +219,27 @@ def finding(
     kind: str = typer.Option(..., "--kind", help="major-nc, minor-nc, observation or opportunity."),
     statement: str = typer.Option(..., "--statement", help="What was found, and against what."),
     system: str | None = typer.Option(None, "--system", help="The AI system concerned."),
-    evidence: Path | None = typer.Option(None, "--evidence", help="A file to keep as evidence."),
+    seen: str | None = typer.Option(
+        None, "--seen", help="What you saw: records, interviews, samples, evidence ids."
+    ),
+    evidence: Path | None = typer.Option(
+        None, "--evidence", help="A file to keep as evidence (only when no run asks)."
+    ),
+    email: str | None = typer.Option(None, "--as", metavar="EMAIL", help=AS_HELP),
 ) -> None:
-    """Record a finding of the fieldwork; a nonconformity opens its CAPA at once."""
+    """Record a finding of the fieldwork; a nonconformity opens its CAPA at once. While the
+    audit's run asks, this answers its open entry in the auditor's name (`--as`)."""
+    ask = _run_asks(audit_id)
+    if ask is not None:
+        if evidence is not None:
+            raise InvalidInput(
+                "the run's fieldwork entry takes what you saw as text (--seen); keep the file "
+                f"with `aims evidence add --subject audit:{audit_id} --file ...` and name its id",
+                "evidence",
+            )
+        answer = {"control": control, "kind": kind, "statement": statement, "evidence": seen}
+        _answer(audit_id, ask, email, answer | ({"system": system} if system else {}))
+        return
     f = audits.record_finding(
         UnitOfWork(),
         audit_id,
@@ -186,6 +249,7 @@ def finding(
             "statement": statement,
             "system": system,
             "evidence": evidence,
+            "evidence_note": seen,
         },
         Actor.cli(),
     )
@@ -199,8 +263,16 @@ def finding(
 
 
 @app.command("complete")
-def complete(audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's id.")) -> None:
-    """Fieldwork done: the run wakes, renders the report and asks for its approval."""
+def complete(
+    audit_id: int = typer.Argument(..., metavar="AUDIT", help="The audit's id."),
+    email: str | None = typer.Option(None, "--as", metavar="EMAIL", help=AS_HELP),
+) -> None:
+    """Fieldwork done: the run renders the report and asks for its approval. While the audit's
+    run asks, this answers its open entry in the auditor's name (`--as`)."""
+    ask = _run_asks(audit_id)
+    if ask is not None:
+        _answer(audit_id, ask, email, {"complete": True})
+        return
     a = audits.complete_fieldwork(UnitOfWork(), audit_id, Actor.cli())
     typer.echo(f"audit {a.id}: fieldwork complete, {len(a.findings)} finding(s); now reporting")
     if not a.flow_run_id:

@@ -3,7 +3,7 @@ are audited in, what makes an area yearly, who approves the report, who owns a f
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -51,6 +51,22 @@ class ReportApproval(Strict):
     deadline_days: int | None = Field(default=None, ge=1, le=365)
 
 
+#: How someone's own work can be in an audit (9.2.2): owning a sampled AI system, or being
+#: Responsible / Accountable (RACI) for an activity of an area in scope.
+OwnWork = Literal["system-owner", "responsible", "accountable"]
+
+
+class Fieldwork(Strict):
+    """The fieldwork asks: the audit's auditor answers (a finding, or fieldwork complete); people
+    whose own work the audit looks at (`impartiality`) are excluded, with why. The same list
+    decides whether an auditor may be assigned."""
+
+    activity: Slug = "internal-audit"
+    impartiality: list[OwnWork] = Field(
+        default_factory=lambda: ["system-owner", "responsible", "accountable"]
+    )
+
+
 class AuditPolicy(Strict):
     periods_per_year: int = Field(default=4)
     auditor_role: str = "internal-auditor"
@@ -58,6 +74,7 @@ class AuditPolicy(Strict):
     weighting: Weighting = Field(default_factory=Weighting)
     report_approval: ReportApproval
     capa_owner_role: str = "governance-lead"
+    fieldwork: Fieldwork = Field(default_factory=Fieldwork)
     areas: list[AuditArea] = Field(min_length=1)
 
     def area_of(self, requirement: str) -> AuditArea | None:

@@ -10,6 +10,8 @@
   Accountable for an activity of an area in scope, and owns no sampled system (`conflicts`).
   Planning assigns an independent auditor when there is one; `assign_auditor` refuses naming the
   conflict.
+- **Fieldwork asks** (`fieldwork_ask`): the run asks the auditor one entry at a time (a finding,
+  "fieldwork complete", or both); people whose own work is audited are excluded, with why.
 - **Audit** (`fieldwork`, `report`, `report_approval`): planned → in-progress (the
   `internal-audit` run, or `start_audit`) → reporting (fieldwork complete) → closed once the
   report's approval is granted (rejected: back to fieldwork). A major or minor nonconformity
@@ -44,7 +46,17 @@ from aims_core.services.audits.fieldwork import (
     record_finding,
     start_audit,
 )
-from aims_core.services.audits.independence import assign_auditor, conflicts
+from aims_core.services.audits.fieldwork_ask import (
+    apply_fieldwork_answer,
+    fieldwork_spec,
+    open_fieldwork_ask,
+)
+from aims_core.services.audits.independence import (
+    assign_auditor,
+    conflicts,
+    impartiality_exclusions,
+    own_work,
+)
 from aims_core.services.audits.periods import (
     parse_period,
     period_bounds,
@@ -107,6 +119,7 @@ __all__ = [
     "ReportApproval",
     "Slug",
     "Weighting",
+    "apply_fieldwork_answer",
     "assign_auditor",
     "audit_policy",
     "auditable",
@@ -115,12 +128,16 @@ __all__ = [
     "conflicts",
     "current_report_round",
     "ensure_capas",
+    "fieldwork_spec",
     "get_audit",
     "get_programme",
+    "impartiality_exclusions",
     "link_request",
     "list_audits",
     "list_programmes",
     "load_demo",
+    "open_fieldwork_ask",
+    "own_work",
     "parse_audit_policy",
     "parse_period",
     "period_bounds",

@@ -100,13 +100,14 @@ def start_audit(
     return out
 
 
-def _finding_md(a: Audit, f: AuditFinding, system: str | None, title: str) -> str:
+def _finding_md(a: Audit, f: AuditFinding, system: str | None, title: str, seen: str | None) -> str:
     return (
         f"# Audit {a.id} ({a.period}) finding {f.id}: {f.kind.value}\n\n"
         f"- **requirement**: {f.control_id} {title}\n"
         f"- **system**: {system or '-'}\n"
         f"- **auditor**: {a.auditor.email if a.auditor else '-'}\n"
         f"- **recorded by**: {f.recorded_by}\n\n{f.statement}\n"
+        + (f"\n## Evidence seen\n\n{seen}\n" if seen else "")
     )
 
 
@@ -163,7 +164,9 @@ def record_finding(
             {"file": data.evidence}
             if data.evidence is not None
             else {
-                "text": _finding_md(row, f, system.name if system else None, control.title),
+                "text": _finding_md(
+                    row, f, system.name if system else None, control.title, data.evidence_note
+                ),
                 "media_type": "text/markdown; charset=utf-8",
             }
         )
@@ -188,6 +191,7 @@ def record_finding(
             kind=f.kind.value,
             system=system.name if system else None,
             evidence_id=ev.id,
+            evidence_seen=data.evidence_note,
         )
         uow.commit()
         finding_id = f.id

@@ -18,15 +18,12 @@ from aims_core.services.people import get_person
 from aims_core.uow import Actor, UnitOfWork
 
 
-def conflicts(session: Session, policy: AuditPolicy, audit: Audit, person: Person) -> list[str]:
-    """Why `person` may not audit `audit` (empty: independent). An auditor holds the auditor
-    role, is not Responsible or Accountable for an activity of an area in scope (organisation-
-    wide, or for a sampled system), and owns no sampled system."""
-    out = []
-    if not person.active:
-        out.append(f"{person.email} is not active")
-    if policy.auditor_role not in {r.id for r in person.roles}:
-        out.append(f"{person.email} does not hold the role {policy.auditor_role}")
+def own_work(session: Session, policy: AuditPolicy, audit: Audit) -> list[tuple[Person, str]]:
+    """Who did the work `audit` looks at, and how (`policy.fieldwork.impartiality`): owners of
+    its sampled systems, people Responsible or Accountable for an activity of an area in scope
+    (organisation-wide, or for a sampled system). Each as (person, "is ... / owns ...")."""
+    counted = set(policy.fieldwork.impartiality)
+    out: list[tuple[Person, str]] = []
     sampled = {
         sys.id: sys
         for sys in session.scalars(select(AISystem).where(AISystem.name.in_(list(audit.systems))))
@@ -39,7 +36,7 @@ def conflicts(session: Session, policy: AuditPolicy, audit: Audit, person: Perso
             by_area[area.id].append(c)
     for area_id, reqs in by_area.items():
         activities = policy.area(area_id).activities
-        if not activities:
+        if not activities or not counted & {"responsible", "accountable"}:
             continue
         rows = session.scalars(
             select(RaciActivity)
@@ -48,24 +45,54 @@ def conflicts(session: Session, policy: AuditPolicy, audit: Audit, person: Perso
             .order_by(RaciActivity.activity, RaciActivity.scope)
         )
         for r in rows:
-            parts = []
-            if any(m.person_id == person.id and m.kind is RaciKind.responsible for m in r.members):
-                parts.append("Responsible")
-            if r.accountable_id == person.id:
-                parts.append("Accountable")
-            if parts:
-                where = f"@{r.system.name}" if r.system else ""
-                shown = ", ".join(reqs[:6]) + (" ..." if len(reqs) > 6 else "")
-                out.append(
-                    f"{person.email} is {' and '.join(parts)} for {r.activity}{where}, "
-                    f"which covers {shown} in this audit's scope"
+            parts: dict[int, tuple[Person, list[str]]] = {}
+            if "responsible" in counted:
+                for m in r.members:
+                    if m.kind is RaciKind.responsible:
+                        parts.setdefault(m.person_id, (m.person, []))[1].append("Responsible")
+            if "accountable" in counted:
+                parts.setdefault(r.accountable_id, (r.accountable, []))[1].append("Accountable")
+            where = f"@{r.system.name}" if r.system else ""
+            shown = ", ".join(reqs[:6]) + (" ..." if len(reqs) > 6 else "")
+            out += [
+                (
+                    person,
+                    f"is {' and '.join(roles)} for {r.activity}{where}, which covers {shown} "
+                    "in this audit's scope",
                 )
-    out += [
-        f"{person.email} owns {sys.name}, a system sampled by this audit"
-        for sys in sampled.values()
-        if sys.owner_id == person.id
-    ]
+                for person, roles in parts.values()
+            ]
+    if "system-owner" in counted:
+        out += [
+            (sys.owner, f"owns {sys.name}, a system sampled by this audit")
+            for sys in sampled.values()
+        ]
     return out
+
+
+def conflicts(session: Session, policy: AuditPolicy, audit: Audit, person: Person) -> list[str]:
+    """Why `person` may not audit `audit` (empty: independent). An auditor holds the auditor
+    role and did none of the work the audit looks at (`own_work`)."""
+    out = []
+    if not person.active:
+        out.append(f"{person.email} is not active")
+    if policy.auditor_role not in {r.id for r in person.roles}:
+        out.append(f"{person.email} does not hold the role {policy.auditor_role}")
+    mine = [how for p, how in own_work(session, policy, audit) if p.id == person.id]
+    return out + [f"{person.email} {how}" for how in mine]
+
+
+def impartiality_exclusions(session: Session, policy: AuditPolicy, audit: Audit) -> dict[str, str]:
+    """Everyone active whose own work `audit` looks at, with why they may not answer its
+    fieldwork asks (ISO/IEC 42001 9.2.2): the asks' `excluded`."""
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for person, how in own_work(session, policy, audit):
+        if person.active and how not in reasons[person.email]:
+            reasons[person.email].append(how)
+    return {
+        email: f"{'; '.join(hows)}: an auditor does not audit their own work (9.2.2)"
+        for email, hows in reasons.items()
+    }
 
 
 def _pick_auditor(

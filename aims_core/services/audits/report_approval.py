@@ -132,7 +132,8 @@ def record_report_decision(
                         row.auditor,
                         f"The report of audit {row.id} ({row.period}) was not approved: "
                         f"{'; '.join(reasons) or request.status.value}. Fieldwork is open again: "
-                        f"`aims audit complete {row.id}` when done.",
+                        "the audit's run asks you for it again (new findings, then fieldwork "
+                        "complete).",
                     )
         s.flush()
         out = _out(s, row, policy, tz)

@@ -42,6 +42,11 @@ class FindingIn(BaseModel):
     statement: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
     system: Annotated[SystemName | None, BeforeValidator(_blank_to_none)] = None
     evidence: Path | None = None
+    #: What the auditor saw (records, interviews, samples), kept in the finding's evidence.
+    evidence_note: Annotated[
+        Annotated[str, StringConstraints(max_length=20_000)] | None,
+        BeforeValidator(_blank_to_none),
+    ] = None
 
 
 class FindingOut(BaseModel):
@@ -101,8 +106,9 @@ class AuditOut(BaseModel):
                 return f"the fieldwork run: `aims audit start {i}`"
             case AuditStatus.in_progress:
                 return (
-                    f"fieldwork: `aims audit finding {i} --control ID --kind minor-nc "
-                    f"--statement ...`, then `aims audit complete {i}`"
+                    f"fieldwork, from the auditor: answer the run's fieldwork ask (Slack, the "
+                    f"run's form), or `aims audit finding {i} --control ID --kind minor-nc "
+                    f"--statement ... --as EMAIL`, then `aims audit complete {i} --as EMAIL`"
                 )
             case AuditStatus.reporting:
                 req = self.request_id
