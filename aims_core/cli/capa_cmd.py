@@ -1,9 +1,12 @@
 """`aims capa`: corrective actions (ISO/IEC 42001 10.2).
 
 `open` records the CAPA and starts its `capa` run (the CAPA is recorded even when the engine is
-down; `start` begins the run later). Each step can be given here or in the run's Prefect UI form,
-through the same service and checks; a command that completes the step the run waits for wakes
-the run, which re-reads the database and goes on.
+down; `start` begins the run later). While the run asks for a step (containment, root cause, the
+plan's next action, an action's completion, the verification), the step's command answers that
+ask as `--as EMAIL`, with the same checks as Slack and the Prefect UI (someone it was put to),
+and the answer resumes the run. With no ask open for the step (no run, or the step given ahead of
+the run), the command records it directly, through the same service, and wakes the run if that
+completed the step it waits for.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import typer
 from aims_core import processes
 from aims_core.cli._base import print_json, print_table
 from aims_core.cli.engine import run_ended, wake
-from aims_core.errors import Conflict, InvalidInput
+from aims_core.errors import AimsError, Conflict, InvalidInput
 from aims_core.models import CapaStatus
 from aims_core.services import capa as capas
+from aims_core.services.approvals import ApprovalRequestIn
 from aims_core.services.capa import CapaOut
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
@@ -73,6 +77,32 @@ def _start(out: CapaOut) -> str:
         )
     capas.attach_run(UnitOfWork(), out.id, run_id, Actor.cli())
     return f"started run {name} ({run_id})\n{url}"
+
+
+def _open_ask(spec: ApprovalRequestIn) -> int | None:
+    """The id of the run's ask for this step, if it is open."""
+    from aims_core.services import approvals
+
+    ask = approvals.request_by_key(UnitOfWork(), spec.idempotency_key)
+    return ask.id if ask is not None and ask.status == "open" else None
+
+
+def _answer(ask_id: int, what: str, email: str | None, answer: dict[str, object]) -> None:
+    """Answer the run's open ask for a step as `email` (required then)."""
+    from aims_core.cli.approvals_cmd import answer_ask
+    from aims_core.services import approvals
+
+    if not email:
+        ask = approvals.get_request(UnitOfWork(), ask_id)
+        raise AimsError(
+            f"the CAPA's run asks {', '.join(ask.approvers)} for {what} (ask {ask_id}): "
+            "give --as EMAIL",
+            "as",
+        )
+    answer_ask(ask_id, email, answer)
+
+
+AS_HELP = "Who answers (required while the CAPA's run asks for this step)."
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -274,10 +304,16 @@ def show(
 def containment(
     capa_id: int = typer.Argument(..., metavar="ID", help="The CAPA."),
     text: str = typer.Option(..., "--text", help="What was done to contain and correct it."),
+    email: str | None = typer.Option(None, "--as", metavar="EMAIL", help=AS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the CAPA as JSON."),
 ) -> None:
     """Record containment and correction (react to the nonconformity)."""
     before = _status(capa_id)
+    if before is CapaStatus.containment:
+        ask_id = _open_ask(capas.containment_spec(UnitOfWork(), capa_id))
+        if ask_id is not None:
+            _answer(ask_id, "containment", email, {"containment": text})
+            return
     out = capas.record_containment(UnitOfWork(), capa_id, text, Actor.cli())
     _done(out, "containment recorded", before, as_json)
 
@@ -296,6 +332,7 @@ def rca(
     method: str | None = typer.Option(
         None, "--method", help="5-whys, fishbone or other (default: from what is given)."
     ),
+    email: str | None = typer.Option(None, "--as", metavar="EMAIL", help=AS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the CAPA as JSON."),
 ) -> None:
     """Record the root cause analysis (with the similar open CAPAs found now)."""
@@ -307,6 +344,18 @@ def rca(
         fishbone.setdefault(category.strip().lower(), []).append(text)
     chosen = method or ("fishbone" if fishbone and not why else "5-whys" if why else "other")
     before = _status(capa_id)
+    if before is CapaStatus.root_cause:
+        ask_id = _open_ask(capas.root_cause_spec(UnitOfWork(), capa_id))
+        if ask_id is not None:
+            unknown = sorted(set(fishbone) - set(capas.FISHBONE))
+            if unknown:
+                raise InvalidInput(
+                    f"'{unknown[0]}' is not a fishbone category ({', '.join(capas.FISHBONE)})",
+                    "cause",
+                )
+            answer = {"method": chosen, "whys": why, "root_cause": root_cause, **fishbone}
+            _answer(ask_id, "the root cause", email, answer)
+            return
     out = capas.record_root_cause(
         UnitOfWork(),
         capa_id,
@@ -322,10 +371,23 @@ def action(
     title: str = typer.Option(..., "--title", help="What is to be done."),
     owner: str = typer.Option(..., "--owner", metavar="EMAIL", help="Who does it."),
     due: str = typer.Option(..., "--due", metavar="YYYY-MM-DD", help="By when."),
+    last: bool = typer.Option(
+        True,
+        "--last/--more",
+        help="While the run asks for the plan: this action completes it (--last), or the run "
+        "asks for the next one (--more).",
+    ),
+    email: str | None = typer.Option(None, "--as", metavar="EMAIL", help=AS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the CAPA as JSON."),
 ) -> None:
     """Plan a corrective action (the first one starts tracking)."""
     before = _status(capa_id)
+    if before in (CapaStatus.action_plan, CapaStatus.tracking):
+        ask_id = _open_ask(capas.plan_spec(UnitOfWork(), capa_id))
+        if ask_id is not None:
+            answer = {"title": title, "owner": owner, "due": due, "plan_complete": last}
+            _answer(ask_id, "the action plan", email, answer)
+            return
     out = capas.add_action(
         UnitOfWork(), capa_id, {"title": title, "owner": owner, "due": due}, Actor.cli()
     )
@@ -336,11 +398,19 @@ def action(
 @app.command("done")
 def done(
     action_id: int = typer.Argument(..., metavar="ACTION_ID", help="The action (see `show`)."),
-    evidence: str = typer.Option("", "--evidence", help="What shows it is done."),
+    evidence: str = typer.Option(
+        "", "--evidence", help="What shows it is done (required while the run asks)."
+    ),
+    email: str | None = typer.Option(None, "--as", metavar="EMAIL", help=AS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the CAPA as JSON."),
 ) -> None:
     """Mark an action done; the last one schedules the effectiveness verification."""
     before = _status(capas.capa_of_action(UnitOfWork(), action_id))
+    if before is CapaStatus.tracking:
+        ask_id = _open_ask(capas.completion_spec(UnitOfWork(), action_id))
+        if ask_id is not None:
+            _answer(ask_id, f"action {action_id}'s completion", email, {"evidence": evidence})
+            return
     out = capas.complete_action(UnitOfWork(), action_id, evidence, Actor.cli())
     _done(out, f"action {action_id} done", before, as_json)
 

@@ -27,6 +27,7 @@ __all__ = [
     "CapaPolicy",
     "CapaPolicyInvalid",
     "ClosurePolicy",
+    "StepsPolicy",
     "TrackingPolicy",
     "VerificationPolicy",
     "capa_policy",
@@ -70,16 +71,26 @@ class ClosurePolicy(Strict):
     deadline_days: int | None = Field(default=None, ge=1, le=365)
 
 
+class StepsPolicy(Strict):
+    """Who may answer a CAPA's own steps besides the people the CAPA names (its owner for
+    containment, root cause and the action plan; an action's owner and the CAPA's owner for that
+    action's completion): holders of these roles, e.g. to stand in for an owner who is away."""
+
+    stand_in_roles: list[Label] = Field(default_factory=list)
+
+
 class CapaPolicy(Strict):
     verification: VerificationPolicy
     tracking: TrackingPolicy
     closure: ClosurePolicy
+    steps: StepsPolicy = StepsPolicy()
 
     def problems(self) -> list[str]:
         """What a schema cannot check: role ids must be in the role catalog, days non-negative."""
         out = [
             *unknown_roles("verification.verifier_roles", self.verification.verifier_roles),
             *unknown_roles("closure.approver_roles", self.closure.approver_roles),
+            *unknown_roles("steps.stand_in_roles", self.steps.stand_in_roles),
         ]
         if self.tracking.escalation_role:
             out += unknown_roles("tracking.escalation_role", [self.tracking.escalation_role])

@@ -1,7 +1,7 @@
 """Corrective action (ISO/IEC 42001 10.2): from a nonconformity to a verified, approved fix.
 
 A CAPA walks the clause's steps, each recorded by one service call whatever the channel (the
-`capa` flow's Prefect UI forms, `aims capa ...`, the incident flow):
+`capa` flow applying the answers to its asks, `aims capa ...`, the incident flow):
 
     containment → root-cause → action-plan → tracking → verification → awaiting-closure → closed
                        ↑                                      │ ineffective: attempt + 1
@@ -11,7 +11,7 @@ A CAPA walks the clause's steps, each recorded by one service call whatever the 
 - **root cause**: 5 whys, fishbone or a plain statement; the check for similar nonconformities
   (other open CAPAs on the same system or control) is recorded with it.
 - **action plan**: actions with owners and due dates; the first one starts tracking, more may
-  follow until verification is recorded.
+  follow until verification is recorded. The run asks for them one at a time (`asking`).
 - **tracking**: reminders before and on the due date, one escalation once overdue
   (`due_reminders`, run on a schedule with an injectable `now`).
 - **verification**: due `verify_after_days` after the last action is done; a verifier (a role
@@ -27,7 +27,8 @@ overridable in the data dir. No Prefect here: waking a run goes through the `Run
 caller passes.
 
 The package: `schemas` (what callers give and get), `queries` (reading), `recording` (how a step
-is recorded), `lifecycle` (the steps up to verification), `verification`, `closure`, `report`,
+is recorded), `lifecycle` (the steps up to verification), `asking` (the asks of those steps, for
+the run), `verification`, `closure`, `report`,
 `tracking` (the scheduled pass). This module only re-exports them.
 """
 
@@ -40,6 +41,15 @@ from aims_core.rules.capa import (
     VerificationPolicy,
     capa_policy,
     parse_capa_policy,
+)
+from aims_core.services.capa.asking import (
+    answer_not_applied,
+    apply_answer,
+    completion_spec,
+    containment_spec,
+    plan_spec,
+    root_cause_spec,
+    step_spec,
 )
 from aims_core.services.capa.closure import closure_spec, record_closure
 from aims_core.services.capa.lifecycle import (
@@ -122,25 +132,32 @@ __all__ = [
     "WaitStep",
     "WakeFn",
     "add_action",
+    "answer_not_applied",
+    "apply_answer",
     "attach_run",
     "capa_of_action",
     "capa_policy",
     "closure_key",
     "closure_spec",
     "complete_action",
+    "completion_spec",
+    "containment_spec",
     "due_reminders",
     "get_capa",
     "list_capas",
     "open_capa",
     "parse_capa_policy",
+    "plan_spec",
     "record_closure",
     "record_containment",
     "record_root_cause",
     "record_verification",
     "report_markdown",
+    "root_cause_spec",
     "run_name",
     "run_tags",
     "similar_open",
+    "step_spec",
     "subject",
     "tick",
     "verification_spec",

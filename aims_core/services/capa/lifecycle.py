@@ -24,6 +24,7 @@ from aims_core.models import Capa, CapaAction, CapaStatus, Control, Incident, as
 from aims_core.rules.capa import capa_policy
 from aims_core.services.capa.queries import (
     analyses_of,
+    applied_plan_asks,
     capa_out,
     current_analysis,
     load_capa,
@@ -38,6 +39,7 @@ from aims_core.services.capa.recording import (
     record_evidence,
 )
 from aims_core.services.capa.schemas import (
+    ACTION_ADDED,
     RCA_KIND,
     TEXT_MAX,
     ActionIn,
@@ -306,18 +308,22 @@ def add_action(
     actor: Actor,
     *,
     now: datetime | None = None,
+    ask_id: int | None = None,
 ) -> CapaOut:
     """Plan one corrective action (owner told). The first starts tracking; one added while the
     CAPA waits for its verification takes it back to tracking (verification is due only after
-    the last action is done)."""
+    the last action is done). `ask_id`: the plan ask this answers, recorded with the action (the
+    run's next plan ask counts on it); an ask already applied adds nothing."""
     if not isinstance(data, ActionIn):
         data = ActionIn.model_validate(data)
     today = at_or_now(now).date()
-    if data.due < today:
-        raise InvalidInput(f"{data.due} is in the past (today is {today})", "due")
     with uow:
         s = uow.session
         row = load_capa(s, capa_id, lock=True)
+        if ask_id is not None and ask_id in applied_plan_asks(s, row.id):
+            return capa_out(s, row)
+        if data.due < today:
+            raise InvalidInput(f"{data.due} is in the past (today is {today})", "due")
         allowed(
             row, "an action", CapaStatus.action_plan, CapaStatus.tracking, CapaStatus.verification
         )
@@ -335,13 +341,14 @@ def add_action(
         s.flush()
         uow.audit(
             actor,
-            "capa.action-added",
+            ACTION_ADDED,
             subject(row.id),
             action_id=action.id,
             title=data.title,
             owner=owner.email,
             due=data.due.isoformat(),
             attempt=row.attempt,
+            **({"ask_id": ask_id} if ask_id is not None else {}),
         )
         notify(
             s,

@@ -13,8 +13,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from aims_core.errors import NotFound
-from aims_core.models import ApprovalRequest, Capa, CapaAction, CapaStatus, as_utc
+from aims_core.models import ApprovalRequest, AuditEvent, Capa, CapaAction, CapaStatus, as_utc
 from aims_core.services.capa.schemas import (
+    ACTION_ADDED,
     OPEN,
     UNTIL_DUE,
     CapaActionOut,
@@ -23,6 +24,7 @@ from aims_core.services.capa.schemas import (
     VerificationOut,
     WaitStep,
     closure_key,
+    subject,
 )
 from aims_core.services.systems import get_system
 from aims_core.uow import UnitOfWork
@@ -57,6 +59,21 @@ def analyses_of(row: Capa) -> list[dict[str, Any]]:
 def results_of(row: Capa) -> list[dict[str, Any]]:
     """Every effectiveness verification recorded, oldest first."""
     return list((row.verification or {}).get("results", []))
+
+
+def marked_asks(session: Session, capa_id: int, action: str) -> set[int]:
+    """The asks named (`ask_id`) by this CAPA's audit events of `action`."""
+    details = session.scalars(
+        select(AuditEvent.details).where(
+            AuditEvent.subject == subject(capa_id), AuditEvent.action == action
+        )
+    )
+    return {int(d["ask_id"]) for d in details if d and d.get("ask_id") is not None}
+
+
+def applied_plan_asks(session: Session, capa_id: int) -> set[int]:
+    """The plan asks whose action was added (`add_action` marks its audit event with the ask)."""
+    return marked_asks(session, capa_id, ACTION_ADDED)
 
 
 def current_analysis(row: Capa) -> dict[str, Any] | None:

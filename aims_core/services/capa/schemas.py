@@ -22,12 +22,19 @@ from pydantic import (
     model_validator,
 )
 
+from aims_core.ask_forms.capa import FISHBONE as FISHBONE
+from aims_core.ask_forms.capa import method_problem
 from aims_core.models import CapaStatus, as_utc
 from aims_core.schemas import Email, SystemName
 
 EVIDENCE_KIND: Final = "capa-record"
 RCA_KIND: Final = "root-cause-analysis"
 OPEN: Final = tuple(s for s in CapaStatus if s is not CapaStatus.closed)
+
+#: The audit action of a planned action (`ask_id` in its details when a plan ask gave it).
+ACTION_ADDED: Final = "capa.action-added"
+#: The audit action of an answered ask the CAPA could not take (`ask_id` in its details).
+NOT_APPLIED: Final = "capa.answer-not-applied"
 
 #: The part of a wait key that says the run sleeps until verification is due (see `wait_step`).
 UNTIL_DUE: Final = "until-due"
@@ -81,7 +88,6 @@ class CapaIn(BaseModel):
 
 
 FishboneCategory = Literal["data", "model", "process", "people", "tooling", "environment"]
-FISHBONE: Final[tuple[str, ...]] = ("data", "model", "process", "people", "tooling", "environment")
 
 
 class RootCauseIn(BaseModel):
@@ -97,12 +103,10 @@ class RootCauseIn(BaseModel):
 
     @model_validator(mode="after")
     def _method_has_its_fields(self) -> Self:
-        if self.method == "5-whys" and not self.whys:
-            raise ValueError("whys: give at least one why (--why), or --method other")
-        if self.method == "fishbone" and not any(self.fishbone.values()):
-            raise ValueError(
-                f"fishbone: give at least one cause per category ({', '.join(FISHBONE)})"
-            )
+        causes = [c for cs in self.fishbone.values() for c in cs]
+        problem = method_problem(self.method, self.whys, causes)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
