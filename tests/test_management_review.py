@@ -26,6 +26,7 @@ from aims_core.models import (
     AISystem,
     ApprovalRequest,
     Audit,
+    AuditEvent,
     AuditFinding,
     AuditProgramme,
     AuditStatus,
@@ -727,22 +728,30 @@ def test_minutes_approved_by_the_ceo_freeze_the_review(
         actor,
         now=now,
     )
-    spec = reviews.approval_spec(reviews.get_review(org, "2026Q3"))
+    spec = reviews.minutes_spec(reviews.get_review(org, "2026Q3"))
     request = approvals.create_request(UnitOfWork(settings), spec, actor)
     assert request.activity == "management-review" and request.approvers == [CEO]
+    assert request.kind == "review-minutes" and "aims review minutes 2026Q3" in request.details
     reviews.attach_request(org, "2026Q3", request.id, None, actor)
     with pytest.raises(Conflict, match="await approval"):  # the pack being decided stays
         reviews.prepare(org, "2026Q3", tmp_path / "c", actor, now=now)
     assert not (tmp_path / "c").exists()
+    conclusions = {"outcome": "approve", "attendees": "CEO, DS lead", "notes": "Hire an auditor"}
     approvals.decide(
         UnitOfWork(settings),
-        approvals.DecisionIn(request_id=request.id, person=CEO, outcome="approve"),
+        approvals.DecisionIn(
+            request_id=request.id, person=CEO, outcome="answer", answer=conclusions
+        ),
         actor,
     )
-    done = reviews.record_outcome(org, "2026Q3", actor)
+    ceo = Actor(who=CEO, channel="slack")  # the flow files it in the name of who answered
+    done = reviews.record_outcome(org, "2026Q3", ceo)
     assert done.status is ReviewStatus.approved and done.approved_at is not None
     assert "Adopt ISO/IEC 42005 impact method" in done.minutes
+    assert "Attendees: CEO, DS lead" in done.minutes and "Hire an auditor" in done.minutes
     assert reviews.record_outcome(org, "2026Q3", actor).minutes == done.minutes  # idempotent
+    [filed_by] = q(settings, select(AuditEvent.actor).where(AuditEvent.action == "review.approved"))
+    assert filed_by == (CEO,)
     [(kind, content)] = q(
         settings,
         select(Evidence.kind, Evidence.content).where(
@@ -803,12 +812,24 @@ def test_rejected_minutes_keep_the_reasons_and_the_pack_may_be_prepared_again(
 ) -> None:
     now = datetime(2026, 10, 2, 9, tzinfo=UTC)
     review = reviews.prepare(org, "2026Q3", tmp_path / "a", actor, now=now)
-    request = approvals.create_request(UnitOfWork(settings), reviews.approval_spec(review), actor)
+    request = approvals.create_request(UnitOfWork(settings), reviews.minutes_spec(review), actor)
     reviews.attach_request(org, "2026Q3", request.id, None, actor)
+    with pytest.raises(InvalidInput) as why:  # a rejection says why
+        approvals.decide(
+            UnitOfWork(settings),
+            approvals.DecisionIn(
+                request_id=request.id, person=CEO, outcome="answer", answer={"outcome": "reject"}
+            ),
+            actor,
+        )
+    assert why.value.field == "notes"
     approvals.decide(
         UnitOfWork(settings),
         approvals.DecisionIn(
-            request_id=request.id, person=CEO, outcome="reject", comment="Add the vendor KPIs"
+            request_id=request.id,
+            person=CEO,
+            outcome="answer",
+            answer={"outcome": "reject", "notes": "Add the vendor KPIs"},
         ),
         actor,
     )
@@ -819,6 +840,5 @@ def test_rejected_minutes_keep_the_reasons_and_the_pack_may_be_prepared_again(
     assert (again.status, again.request_id, again.minutes) == (ReviewStatus.prepared, None, "")
     # The next minutes request is a new one: another pack, another key.
     assert (
-        reviews.approval_spec(again).idempotency_key
-        != reviews.approval_spec(review).idempotency_key
+        reviews.minutes_spec(again).idempotency_key != reviews.minutes_spec(review).idempotency_key
     )
