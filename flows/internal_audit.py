@@ -85,7 +85,7 @@ def record_fieldwork_answer(audit_id: int, outcome: AskOutcome) -> str | None:
     answer = outcome.answer
     actor = Actor(who=str(answer["answered_by"]), channel=str(answer["answered_in"]))
     try:
-        audits.apply_fieldwork_answer(_uow(), audit_id, answer, actor)
+        audits.apply_fieldwork_answer(_uow(), audit_id, outcome.request_id, answer, actor)
     except AimsError as exc:
         get_run_logger().warning("fieldwork entry %d not recorded: %s", outcome.request_id, exc)
         return str(exc)

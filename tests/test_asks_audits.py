@@ -17,7 +17,9 @@ import pytest
 from records import count
 from sqlalchemy import select
 
+from aims_core.ask_forms import answer_model
 from aims_core.ask_forms.audits import AUDIT_FIELDWORK
+from aims_core.ask_modals import answer_modal
 from aims_core.db import get_engine
 from aims_core.errors import InvalidInput
 from aims_core.models import AuditFinding, AuditStatus, Decision, Evidence, Outcome
@@ -135,13 +137,20 @@ def test_the_form_refuses_naming_the_field_and_an_answer_is_applied_in_the_audit
         assert err.value.field == field, (given, err.value)
     assert decisions(settings) == before
     assert "or say fieldwork is complete" in _refusal(org, first.id, {"complete": False})
+    # The Slack modal offers the audit's own scope and sampled systems, and a yes/no to finish.
+    model = answer_model(settings, AUDIT_FIELDWORK, first.subject)
+    blocks = {b["block_id"]: b["element"] for b in answer_modal(first, model)["blocks"][2:]}
+    assert list(blocks) == ["control", "kind", "statement", "evidence", "system", "complete"]
+    for field, choices in (("control", a.scope), ("system", a.systems)):
+        assert [o["value"] for o in blocks[field]["options"]] == choices
+    assert blocks["complete"]["type"] == "radio_buttons"
 
     approvals.decide(org, answer(first.id, OLU, **good), SLACK)
     outcome = approvals.get_request(org, first.id)
     assert outcome.status == "answered" and outcome.answered_by == [OLU]
     [d] = outcome.decisions
     by_olu = Actor(who=OLU, channel="slack")
-    assert audits.apply_fieldwork_answer(org, a.id, d.answer or {}, by_olu) is None
+    assert audits.apply_fieldwork_answer(org, a.id, first.id, d.answer or {}, by_olu) is None
     [f] = audits.get_audit(org, a.id).findings
     assert (f.control_id, f.kind.value, f.system, f.recorded_by) == (
         "A.6.2.4",
@@ -153,6 +162,10 @@ def test_the_form_refuses_naming_the_field_and_an_answer_is_applied_in_the_audit
     with get_engine(settings.effective_database_url).connect() as conn:
         kept = conn.scalar(select(Evidence.content).where(Evidence.id == f.evidence_id))
     assert "## Evidence seen" in (kept or "") and "CR-311" in (kept or "")
+    # Applied again (a later run replaying the answered ask): nothing recorded twice.
+    before = (count(settings, AuditFinding), count(settings, Evidence))
+    audits.apply_fieldwork_answer(org, a.id, first.id, d.answer or {}, by_olu)
+    assert (count(settings, AuditFinding), count(settings, Evidence)) == before
 
     # The next entry: the last finding and "fieldwork complete" in one answer.
     second = approvals.create_request(org, audits.fieldwork_spec(org, a.id, 2), actor)
@@ -160,7 +173,9 @@ def test_the_form_refuses_naming_the_field_and_an_answer_is_applied_in_the_audit
     last = {"control": "8.1", "kind": "observation", "statement": "Gate minutes", "complete": True}
     approvals.decide(org, answer(second.id, OLU, **last), CLI)
     [d2] = approvals.get_request(org, second.id).decisions
-    done = audits.apply_fieldwork_answer(org, a.id, d2.answer or {}, Actor(who=OLU, channel="cli"))
+    done = audits.apply_fieldwork_answer(
+        org, a.id, second.id, d2.answer or {}, Actor(who=OLU, channel="cli")
+    )
     assert done is not None and done.status is AuditStatus.reporting
     assert [f.control_id for f in done.findings] == ["A.6.2.4", "8.1"]
     # Once reporting, no fieldwork is asked.

@@ -18,6 +18,7 @@ from aims_core.models import (
     AuditFinding,
     AuditStatus,
     Control,
+    Evidence,
     Person,
     RaciActivity,
 )
@@ -118,11 +119,13 @@ def record_finding(
     actor: Actor,
     *,
     now: datetime | None = None,
+    key: str | None = None,
 ) -> FindingOut:
     """Record a finding during fieldwork (the requirement must be in scope), kept as
     `audit-finding` evidence (the file given, else the statement). A major or minor
     nonconformity opens its CAPA at once (`ensure_capas`). `now`: when it was found (a past
-    business date); default now."""
+    business date); default now. `key`: the finding's evidence key, so a repeat (e.g. a later
+    run applying the same answered ask) returns the finding already recorded."""
     if not isinstance(data, FindingIn):
         data = FindingIn.model_validate(data)
     if data.evidence is not None and not data.evidence.is_file():
@@ -130,6 +133,14 @@ def record_finding(
     with uow:
         s = uow.session
         row = _load(s, audit_id, lock=True)
+        if key is not None:
+            done = s.scalar(
+                select(AuditFinding)
+                .join(Evidence, Evidence.id == AuditFinding.evidence_id)
+                .where(Evidence.idempotency_key == key, AuditFinding.audit_id == row.id)
+            )
+            if done is not None:
+                return _finding_out(done, _system_names(s, [done.system_id]))
         if row.status is not AuditStatus.in_progress:
             raise Conflict(
                 f"audit {row.id} is {row.status.value}: findings are recorded during fieldwork"
@@ -176,7 +187,7 @@ def record_finding(
                 subject=f"finding:{f.id}",
                 kind="audit-finding",
                 title=f"{head}: {' '.join(data.statement.split())}"[:300],
-                idempotency_key=f"audit-{row.id}-finding-{f.id}",
+                idempotency_key=key or f"audit-{row.id}-finding-{f.id}",
                 **content,
             ),
             actor,

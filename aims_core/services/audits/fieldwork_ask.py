@@ -98,13 +98,14 @@ def open_fieldwork_ask(uow: UnitOfWork, audit_id: int) -> ApprovalRequestOut | N
 
 
 def apply_fieldwork_answer(
-    uow: UnitOfWork, audit_id: int, answer: Mapping[str, Any], actor: Actor
+    uow: UnitOfWork, audit_id: int, ask_id: int, answer: Mapping[str, Any], actor: Actor
 ) -> AuditOut | None:
-    """An answered fieldwork entry, recorded through the same services as ever, in the name of
-    `actor` (who answered): the finding first, then completion. Returns the audit when the
-    entry completed fieldwork."""
+    """The answer to fieldwork ask `ask_id`, recorded through the same services as ever, in the
+    name of `actor` (who answered): the finding first, then completion. Once per ask, even from
+    a later run (the finding's evidence is keyed by the ask). Returns the audit when the entry
+    completed fieldwork."""
     finding = {k: answer.get(k) for k in ("control", "kind", "statement", "system")}
     if finding["control"]:
         finding["evidence_note"] = answer.get("evidence")
-        record_finding(uow, audit_id, finding, actor)
+        record_finding(uow, audit_id, finding, actor, key=f"audit-{audit_id}-ask-{ask_id}")
     return complete_fieldwork(uow, audit_id, actor) if answer.get("complete") else None
