@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from aims_core.models import ApprovalRequest
 from aims_core.ports import Runs
-from aims_core.services import outbox
+from aims_core.services import approvals, outbox
 from aims_core.settings import Settings, get_settings
 from aims_core.uow import UnitOfWork
 from notifications.intake import intake_router
@@ -155,9 +155,10 @@ def _import_prefect_client() -> None:
 def _open_database(settings: Settings) -> None:
     """Configure the mappers, open a pooled connection and compile the statements a click's
     follow-up reads with (the request's message view and its lazy loads, the outbox's due
-    rows), reading only. Compiling them the first time takes ~150 ms of CPU holding the GIL:
-    done amid a burst of clicks, it held four acknowledgements back by that much (py-spy on
-    the decisions benchmark, PostgreSQL). If the database is down, the first click says so."""
+    rows) and a modal submission reads the ask with, reading only. Compiling them the first
+    time takes ~150 ms of CPU holding the GIL: done amid a burst of clicks, it held four
+    acknowledgements back by that much (py-spy on the decisions benchmark, PostgreSQL). If the
+    database is down, the first click says so."""
     with contextlib.suppress(Exception):
         configure_mappers()
         uow = UnitOfWork(settings)
@@ -167,6 +168,8 @@ def _open_database(settings: Settings) -> None:
             )
             if last is not None:
                 outbox.approval_view(uow.session, last)
+        if last is not None:  # a modal submission reads the whole ask first
+            approvals.get_request(UnitOfWork(settings), last.id)
         outbox.due(UnitOfWork(settings), limit=1)
 
 
