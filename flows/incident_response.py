@@ -9,14 +9,17 @@ reopen the system's risk assessment (another deployment run) → closure approva
 step writes a timeline line and evidence on `incident:<id>`; the run publishes the timeline as a
 markdown artifact before each wait and at the end.
 
-It waits for people suspended (no process kept): for approvals through the shared
-`request_approval`, and for answers through typed forms (serious or not, root cause, lessons)
-that the CLI can equally give (`aims incident confirm-serious|rca|lessons`, then `aims incident
-resume ID`). A resumed run re-runs from the top, so every side effect before a wait is a
-persisted task with an idempotency key (and a hook is recorded in the database before it fires,
-so it never fires twice even without Prefect's cache); after each wait the run re-reads the
-database and waits again only for what is still missing. No flow retries (a retry would
-re-suspend under a used key).
+It waits for people suspended (no process kept), always through an ask (`tasks.asks`): approvals
+(steps, closure) and typed answers (serious or not, root cause, lessons, what was changed after
+a refused closure), each answered in Slack, the Prefect UI form with the person's personal code,
+or the CLI (`aims approve`, `aims incident confirm-serious|rca|lessons --as`, `aims answer`), and
+checked by the one answer service; who may answer comes from the incident policy and the
+playbook (data). The run applies each answer once, in a persisted task, in the name of whoever
+gave it. A resumed run re-runs from the top, so every side effect before a wait is a persisted
+task with an idempotency key (and a hook is recorded in the database before it fires, so it
+never fires twice even without Prefect's cache); an answer already on the record (e.g. a root
+cause recorded from the CLI before the run got there) is not asked for. No flow retries (a retry
+would re-suspend under a used key).
 
 A drill (`drill=True`, or an incident recorded as a drill) rehearses every hook and the CAPA
 and risk-reassessment starts (recorded, never fired), never tells the regulator's filers, and
@@ -25,7 +28,8 @@ exercise practises. `unattended=True` (drills only) answers them itself and keep
 in the log: a quick check that a playbook runs end to end after an edit.
 
 This module is the procedure. Its steps (persisted tasks) are in tasks/incident_steps.py, its
-forms and waits in tasks/incident_forms.py; what people read (evidence, the timeline artifact,
+asks and the tasks applying their answers in tasks/incident_forms.py (who is asked:
+aims_core/services/incidents/review.py); what people read (evidence, the timeline artifact,
 the approvers' details, the messages' cards) is built in aims_core/services/incident_cards.py,
 and who is told in aims_core/services/incident_notices.py.
 """
@@ -50,6 +54,7 @@ from aims_core.rules.playbooks import (
     StepOutcome,
     response_run,
 )
+from aims_core.services import incidents
 from aims_core.services.approvals import ApprovalRequestIn
 from aims_core.services.incident_cards import (
     closure_details,
@@ -57,19 +62,17 @@ from aims_core.services.incident_cards import (
     timeline_markdown,
 )
 from aims_core.settings import get_settings
+from aims_core.uow import UnitOfWork
 from tasks.approval import request_approval
-from tasks.asks import ask
+from tasks.asks import AskOutcome, ask
 from tasks.delivery import deliver_now
 from tasks.incident_forms import (
-    lessons_form,
-    rca_form,
+    record_amendment,
     record_lessons_answer,
-    record_rca_answer,
+    record_root_cause_answer,
     record_serious_answer,
     serious_confirmation,
     serious_decided,
-    wait_for_amendment,
-    wait_until,
 )
 from tasks.incident_steps import (
     answer_for_drill,
@@ -78,7 +81,6 @@ from tasks.incident_steps import (
     open_capa,
     open_response,
     read_incident,
-    record_amendment,
     record_closure_decision,
     record_rca_evidence,
     record_serious_decision,
@@ -170,13 +172,32 @@ def decide_serious(r: ResponsePlan) -> None:
         record_serious_decision(r.incident_id)
 
 
+def ask_people(
+    r: ResponsePlan, spec: ApprovalRequestIn, what: str, *, needed: bool = True
+) -> AskOutcome:
+    """Ask whom the incident policy names and wait. Nobody to ask, or a `needed` answer that
+    never came (the ask was cancelled), is said on the record and fails the run: the record
+    cannot go on without it (`aims incident rca|lessons` record it directly then)."""
+    try:
+        outcome = ask(spec)
+    except AimsError as exc:
+        note(r.incident_id, f"{what}-unaskable", "ask", f"cannot ask for the {what}: {exc}")
+        raise
+    if needed and not outcome.answers:
+        why = f"the {what} ask {outcome.request_id} ended {outcome.status}, unanswered"
+        note(r.incident_id, f"{what}-unanswered", "ask", why)
+        raise AimsError(f"incident {r.incident_id}: {why}; record the {what} from the CLI", what)
+    return outcome
+
+
 def investigate(r: ResponsePlan) -> None:
     set_status(r.incident_id, IncidentStatus.investigating, "root cause analysis")
     if r.unattended:
         answer_for_drill(r.incident_id, "rca")
-    else:
+    elif not read_incident(r.incident_id).root_cause:  # none yet from `aims incident rca`
         publish_timeline(r, "investigating")
-        wait_until(r.incident_id, "rca", lambda i: bool(i.root_cause), rca_form, record_rca_answer)
+        spec = incidents.root_cause_ask(_uow(), r.incident_id)
+        record_root_cause_answer(r.incident_id, ask_people(r, spec, "root-cause"))
     record_rca_evidence(r.incident_id)
 
 
@@ -193,16 +214,17 @@ def correct_and_prevent(r: ResponsePlan, outcomes: list[StepOutcome]) -> int | N
 def learn(r: ResponsePlan) -> None:
     if r.unattended:
         answer_for_drill(r.incident_id, "lessons")
-    else:
+    elif not read_incident(r.incident_id).lessons:  # none yet from `aims incident lessons`
         publish_timeline(r, "lessons")
-        wait_until(
-            r.incident_id, "lessons", lambda i: bool(i.lessons), lessons_form, record_lessons_answer
-        )
+        spec = incidents.lessons_ask(_uow(), r.incident_id)
+        record_lessons_answer(r.incident_id, ask_people(r, spec, "lessons"))
     reopen_risk_assessment(r)
 
 
 def approve_closure(r: ResponsePlan) -> int | None:
-    """Closure approval, asked again (a new request) after a rejection and an amendment."""
+    """Closure approval, asked again (a new request) after a rejection and an amendment: an ask
+    to the responders and the owner, never to whoever refused (an amendment ask cancelled
+    unanswered asks the closure again all the same)."""
     set_status(r.incident_id, IncidentStatus.awaiting_closure, "closure approval")
     if r.unattended:
         rehearse(r, "closure", f"closure approval ({_who(r.playbook.closure)})")
@@ -219,24 +241,32 @@ def approve_closure(r: ResponsePlan) -> int | None:
         deliver(f"closure-{attempt}")
         if outcome.approved:
             return outcome.request_id
-        by = ", ".join(outcome.rejections) or "the approvers"
-        answers = wait_for_amendment(r.incident_id, attempt, outcome.request_id, by)
-        record_amendment(r.incident_id, attempt, answers)
+        spec = incidents.amendment_ask(_uow(), r.incident_id, attempt, outcome.request_id)
+        amended = ask_people(r, spec, f"amendment-{attempt}", needed=False)
+        record_amendment(r.incident_id, attempt, amended)
         attempt += 1
 
 
 def _closure_spec(r: ResponsePlan, attempt: int) -> ApprovalRequestIn:
     incident = read_incident(r.incident_id)
+    details = closure_details(get_settings(), incident, r.playbook)
+    amended = [e.text for e in incident.timeline if e.text.startswith("closure asked again")]
+    if attempt > 1 and amended:
+        details = f"**Since the last request**: {amended[-1]}\n\n{details}"[:20_000]
     return ApprovalRequestIn(
         idempotency_key=f"incident-{r.incident_id}-closure-{attempt}",
         subject=f"incident:{r.incident_id}",
         activity=ACTIVITY,
         system=incident.system,
         title=f"{r.tag}Close incident {incident.id}: {incident.title}"[:300],
-        details=closure_details(get_settings(), incident, r.playbook),
+        details=details,
         approver_roles=list(r.playbook.closure.roles),
         quorum=r.playbook.closure.quorum,
     )
+
+
+def _uow() -> UnitOfWork:
+    return UnitOfWork(get_settings())
 
 
 def _who(approval: StepApproval | Any) -> str:

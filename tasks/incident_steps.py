@@ -9,10 +9,7 @@ orders them is flows/incident_response.py.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
-from prefect.cache_policies import DEFAULT
 from prefect.runtime import flow_run
 
 from aims_core import processes
@@ -165,8 +162,9 @@ def tell_on_call(r: ResponsePlan) -> list[str]:
         "on-call",
         r.playbook.notify_rules("on-call", s.severity),
         f"Playbook {r.playbook.id} started for incident #{s.incident_id} on {s.system}",
-        f"{r.playbook.title}, {s.severity}. Steps: {steps}. Root cause later: "
-        f"`aims incident rca {s.incident_id} --why ...`",
+        f"{r.playbook.title}, {s.severity}. Steps: {steps}. After containment the run asks "
+        f"you for the root cause (here, or `aims incident rca {s.incident_id} --why ... --as "
+        "EMAIL`)",
         kind="incident-playbook",
     )
     who = ", ".join(told) or "nobody"
@@ -432,17 +430,6 @@ def close_incident(r: ResponsePlan) -> int:
         "incident-report",
         f"Incident {r.incident_id} closed: {incident.title}",
         timeline_markdown(get_settings(), incident, r.playbook, r.situation),
-    )
-
-
-@task(name="record amendment", persist_result=True, cache_policy=DEFAULT - "answers")
-def record_amendment(incident_id: int, attempt: int, answers: dict[str, Any]) -> None:
-    note = str(answers.get("note", "")).strip()
-    _line(
-        incident_id,
-        f"closure-{attempt}-amended",
-        "closure",
-        "closure asked again" + (f": {note}" if note else ""),
     )
 
 

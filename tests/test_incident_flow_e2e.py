@@ -4,10 +4,12 @@ A bias incident on credit-scoring (high risk), recorded through `incidents.repor
 does (the HTTP path is tested with the intake), runs its playbook as an `incident-response`
 deployment run: the rollback step is approved, then its shell hook fires, observably once,
 although the run suspends and re-runs from the top four more times; the likely serious incident
-is confirmed in the run's form; the root cause comes from `aims incident rca`; stakeholders are
-told (the regulator's filers, since it is serious); a CAPA is opened and its run started as a
-deployment run, not a subflow; lessons learned come from the form and reopen the risk
-assessment; closure is rejected once (the run waits for an amendment, then asks again) and an
+is confirmed in the run's form; the root cause is asked of the responders and the system's owner
+and answered with `aims incident rca --as`; stakeholders are told (the regulator's filers, since
+it is serious); a CAPA is opened and its run started as a deployment run, not a subflow; the
+lessons learned are asked likewise and answered in the run's UI form (a wrong code refused, then
+the owner's code) and reopen the risk assessment; closure is rejected once (the run asks the
+responders what was changed, answered with `aims answer`, then asks again, showing it) and an
 eligible approver closes it. Evidence for each step, the timeline as an artifact.
 A drill of the same playbook rehearses the hook and never fires it.
 
@@ -28,7 +30,6 @@ from prefect_fixtures import (
     engine_cli,
     read_run,
     resume_with,
-    task_states,
     ui_code,
     wait_for_pause,
     wait_for_state,
@@ -43,6 +44,7 @@ from aims_core.uow import Actor, UnitOfWork
 
 SYSTEM = "credit-scoring"
 SECURITY = "security@northwind.example"  # incident-responder, Responsible for incident response
+OWNER = "credit.owner@northwind.example"  # owns credit-scoring
 GOVERNANCE = "governance@northwind.example"  # Accountable for incident response
 COMPLIANCE = "compliance@northwind.example"  # compliance-officer, Consulted
 CEO = "ceo@northwind.example"  # only Informed: may not close an incident
@@ -101,6 +103,25 @@ def row(engine, stmt, timeout: float = 60) -> Any:  # type: ignore[no-untyped-de
             time.sleep(0.5)
             conn.rollback()
         return found
+
+
+def task_states(run_id: str, name: str) -> list[str]:
+    """The state names of the run's task runs of one task (a run with many waits has more task
+    runs than one unfiltered read returns)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterName,
+    )
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_=f"{name}-")),
+        )
+    return [t.state.name if t.state else "" for t in runs if t.name.rsplit("-", 1)[0] == name]
 
 
 def start(incident) -> str:  # type: ignore[no-untyped-def]
@@ -180,11 +201,12 @@ def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> Non
     code = ui_code(settings, serious, GOVERNANCE)
     resume_with(run_id, person=GOVERNANCE, code=code, kind="fundamental-rights", reason="")
 
-    # 3. Root cause from the CLI: recording it wakes the waiting run.
-    wait_for_pause(run_id, f"incident-{i}-rca-round-1")
+    # 3. The root cause is asked of the responders and the owner: `aims incident rca` answers
+    # the ask (it must say as whom), which resumes the run.
+    rca_ask = ask_of(settings, f"incident-{i}-root-cause")
+    wait_for_pause(run_id, f"approval-{rca_ask}-round-1")
     t_rca = time.monotonic()
-    rca = engine_cli(
-        engine,
+    rca_args = [
         "incident",
         "rca",
         str(i),
@@ -196,12 +218,17 @@ def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> Non
         "Sampling excluded thin-file applicants",
         "--root-cause",
         "Retraining data was not checked for age coverage",
-    )
+    ]
+    unnamed = engine_cli(engine, *rca_args)
+    assert unnamed.exit_code == 2 and "give --as EMAIL" in unnamed.output, unnamed.output
+    rca = engine_cli(engine, *rca_args, "--as", SECURITY)
     assert rca.exit_code == 0, rca.output
     assert f"flow run {run_id}: resumed" in rca.output, rca.output
 
-    # 4. Lessons through the form; the CAPA and its run exist by then.
-    wait_for_pause(run_id, f"incident-{i}-lessons-round-1")
+    # 4. Lessons asked likewise, answered in the UI form: a wrong code is refused and the run
+    # waits again; with the owner's code it is recorded. The CAPA and its run exist by then.
+    lessons_ask = ask_of(settings, f"incident-{i}-lessons")
+    wait_for_pause(run_id, f"approval-{lessons_ask}-round-1")
     capa = row(engine, select(Capa).where(Capa.incident_id == i))
     assert (capa.idempotency_key, capa.source) == (f"incident-{i}", "incident")
     capa_hook = row(
@@ -212,7 +239,11 @@ def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> Non
     capa_run, capa_deployment = read_run(capa_run_id)
     assert capa_deployment.name == "capa" and capa_run.parameters == {"capa_id": capa.id}
     assert capa_run.parent_task_run_id is None  # a deployment run of its own, not a subflow
-    resume_with(run_id, lessons="Check age coverage of retraining data before each release.")
+    lessons = "Check age coverage of retraining data before each release."
+    resume_with(run_id, person=OWNER, code="WRONG-CODE", lessons=lessons)
+    wait_for_pause(run_id, f"approval-{lessons_ask}-round-2")
+    code = ui_code(settings, lessons_ask, OWNER)
+    resume_with(run_id, person=OWNER, code=code, lessons=lessons)
 
     # 5. The risk assessment is reopened; closure waits for an eligible approver.
     risk_hook = row(
@@ -239,14 +270,21 @@ def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> Non
     )
     assert rejected.exit_code == 0, rejected.output
 
-    # 6. Rejected: the run waits for the amendment, then asks again under a new request.
-    wait_for_pause(run_id, f"incident-{i}-closure-1-amend")
-    woken = engine_cli(engine, "incident", "resume", str(i))
-    assert f"flow run {run_id}: resumed" in woken.output, woken.output
+    # 6. Rejected: the run asks the responders and the owner what was changed (`aims answer`),
+    # then asks for closure again under a new request that shows it.
+    amend = ask_of(settings, f"incident-{i}-closure-1-amendment")
+    wait_for_pause(run_id, f"approval-{amend}-round-1")
+    waits = engine_cli(engine, "incident", "resume", str(i))
+    assert f"waits for ask {amend}" in waits.output, waits.output
+    amended = engine_cli(
+        engine, "answer", str(amend), "--as", SECURITY, "--set", "changes=Metrics attached"
+    )
+    assert amended.exit_code == 0 and f"flow run {run_id}: resumed" in amended.output
     again = row(
         engine,
         select(ApprovalRequest).where(ApprovalRequest.idempotency_key == f"incident-{i}-closure-2"),
     )
+    assert again.details.startswith("**Since the last request**: closure asked again: Metrics")
     wait_for_pause(run_id, f"approval-{again.id}-round-1")
     t_closure = time.monotonic()
     closed = engine_cli(engine, "approve", str(again.id), "--as", GOVERNANCE)
@@ -270,10 +308,17 @@ def test_a_bias_incident_runs_its_playbook_to_an_approved_closure(engine) -> Non
     closing = [e.text for e in out.timeline if e.kind == "closure"]
     assert closing[0] == f"closure not approved (rejected) by {COMPLIANCE}: Attach the metrics"
     assert closing[-1] == f"closure approved by {GOVERNANCE}"
-    # The run re-ran from the top after each of its six waits: the hook's step came back cached.
-    states = task_states(run_id)
-    assert states["run step"].count("Completed") == 2, states  # triage and rollback, once each
-    assert "Cached" in states["run step"], states
+
+    # Each answer is on the record once, in the name of whoever gave it.
+    def by(start: str) -> list[str]:
+        return [e.actor for e in out.timeline if e.text.startswith(start)]
+
+    assert by("root cause:") == [SECURITY] and by("lessons learned:") == [OWNER]
+    assert by("closure asked again") == [SECURITY]
+    # The run re-ran from the top after each of its nine waits: the hook's step came back cached.
+    states = task_states(run_id, "run step")
+    assert states.count("Completed") == 2, states  # triage and rollback, once each
+    assert "Cached" in states, states
 
     # Evidence for each step, on the incident.
     records = evidence.list_evidence(settings, subject=f"incident:{i}")

@@ -132,9 +132,9 @@ def drill(
         typer.echo("unattended: the run answers its own waits; messages go to the log only")
     else:
         typer.echo(
-            "the run waits for people like a real incident (approvals, then "
-            f"`aims incident rca {i.id} ...` / `aims incident lessons {i.id} ...` and "
-            f"`aims incident resume {i.id}`, or the run's forms); hooks are only rehearsed"
+            "the run asks people like a real incident (approvals, the root cause, the lessons: "
+            "in Slack, the run's forms, or `aims asks list` and `aims answer`); hooks are only "
+            "rehearsed"
         )
 
 
@@ -186,14 +186,17 @@ def playbooks(
 def resume(
     incident_id: int = typer.Argument(..., metavar="ID", help="The incident's id."),
 ) -> None:
-    """Wake the incident's run after an answer given here (confirm-serious, rca, lessons): it
-    re-reads the record and goes on, or waits again for what is still missing."""
+    """Say what the incident's run waits for. Its waits are asks (approvals, the root cause, the
+    lessons, a closure amendment): answering one resumes the run (`aims approve`, `aims answer`,
+    `aims incident rca|lessons --as`); a run still waiting under an older incident key is woken
+    to re-read the record."""
     typer.echo(wake(incidents.get_incident(UnitOfWork(), incident_id)))
 
 
 def wake(incident: IncidentOut) -> str:
-    """Resume the incident's run if it waits for an answer (not for an approval: `aims approve`
-    resumes those); says what happened. For `aims incident confirm-serious|rca|lessons` too."""
+    """Resume the incident's run if it waits under one of the incident's own keys (a run from
+    before its waits were asks); a run waiting for an ask is named with how to answer it (the
+    answer resumes it). Says what happened."""
     from uuid import UUID
 
     run_id = incident.flow_run_id
@@ -213,6 +216,12 @@ def wake(incident: IncidentOut) -> str:
     if not state.is_paused():
         return f"flow run {run_id} is {state.name}: it re-reads the record at its next wait"
     key = state.state_details.pause_key or ""
+    if key.startswith("approval-"):
+        ask = key.split("-")[1]
+        return (
+            f"flow run {run_id} waits for ask {ask}: answering it resumes the run "
+            f"(`aims asks show {ask}`)"
+        )
     if not key.startswith(f"incident-{incident.id}-"):
-        return f"flow run {run_id} waits for an approval ({key}): `aims approvals list`"
+        return f"flow run {run_id} waits for {key}"
     return engine.wake(run_id, attempts=10, retry="try again shortly")

@@ -1,9 +1,12 @@
 """`aims incident ...` (one incident) and `aims incidents ...` (the clocks across incidents).
 
 The commands record what people decide about an incident (serious or not, root cause, lessons,
-a corrected aware-at time) through the same services the incident-response flow's forms use, so
-the record is the same whichever channel a person chose. `aims incident report` lives with the
-intake (cli/intake_cmd.py) and is added to this sub-app by the CLI root.
+a corrected aware-at time) through the same services the incident-response flow uses, so the
+record is the same whichever channel a person chose. While the incident's run asks for one of
+them, the command answers that ask (`--as EMAIL`: someone it was put to) through the answer
+service, like Slack and the Prefect UI; it records directly only when no run asks.
+`aims incident report` lives with the intake (cli/intake_cmd.py) and is added to this sub-app by
+the CLI root.
 """
 
 from __future__ import annotations
@@ -164,19 +167,8 @@ def confirm_serious(
     """Confirm a serious incident (EU AI Act Art. 3(49)): its reporting clocks start, counted
     from the incident's aware-at time. While the incident's run asks for the confirmation, this
     answers that ask (`--as`: someone it was put to), with the same checks as Slack and the UI."""
-    from aims_core.services import approvals
-
-    ask = approvals.request_by_key(UnitOfWork(), f"incident-{incident_id}-serious-confirmation")
-    if ask is not None and ask.status == "open":
-        if not email:
-            raise AimsError(
-                f"incident {incident_id}'s run asks {', '.join(ask.approvers)} to confirm it "
-                f"(ask {ask.id}): give --as EMAIL",
-                "as",
-            )
-        from aims_core.cli.approvals_cmd import answer_ask
-
-        answer_ask(ask.id, email, {"kind": kind.strip().lower()})
+    key = f"incident-{incident_id}-serious-confirmation"
+    if _answered_ask(incident_id, key, "to confirm it", email, {"kind": kind.strip().lower()}):
         return
     rows = incidents.confirm_serious(UnitOfWork(), incident_id, kind, Actor.cli())
     if as_json:
@@ -210,9 +202,14 @@ def rca(
     root_cause: str = typer.Option(
         "", "--root-cause", help="The root cause (default: the last why)."
     ),
+    email: str | None = typer.Option(
+        None, "--as", metavar="EMAIL", help="Who answers (required while the run asks)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
 ) -> None:
-    """Record the root-cause analysis: 5 whys and fishbone causes."""
+    """Record the root-cause analysis: 5 whys and fishbone causes. While the incident's run asks
+    for the root cause, this answers that ask (`--as`: someone it was put to: the incident
+    policy's responders or the system's owner), with the same checks as Slack and the UI."""
     fishbone = {
         "people": people,
         "process": process,
@@ -227,23 +224,55 @@ def rca(
     }
     if root_cause:
         analysis["root_cause"] = root_cause
+    answer = incidents.root_cause_answer(why, fishbone, root_cause)
+    key = incidents.root_cause_key(incident_id)
+    if _answered_ask(incident_id, key, "for the root cause", email, answer):
+        return
     out = incidents.record_root_cause(UnitOfWork(), incident_id, analysis, Actor.cli())
     if as_json:
         print_json(out)
         return
     typer.echo(f"incident {out.id}: root cause recorded: {out.root_cause.get('root_cause')}")
-    _wake(out)
 
 
 @app.command("lessons")
 def lessons(
     incident_id: int = typer.Argument(..., metavar="ID", help="The incident's id."),
     text: str = typer.Option(..., "--text", help="What changes so it does not happen again."),
+    email: str | None = typer.Option(
+        None, "--as", metavar="EMAIL", help="Who answers (required while the run asks)."
+    ),
 ) -> None:
-    """Record the lessons learned."""
+    """Record the lessons learned. While the incident's run asks for them, this answers that ask
+    (`--as`: someone it was put to), with the same checks as Slack and the UI."""
+    key = incidents.lessons_key(incident_id)
+    if _answered_ask(incident_id, key, "for the lessons learned", email, {"lessons": text}):
+        return
     out = incidents.record_lessons(UnitOfWork(), incident_id, text, Actor.cli())
     typer.echo(f"incident {out.id}: lessons learned recorded")
-    _wake(out)
+
+
+def _answered_ask(
+    incident_id: int, key: str, what: str, email: str | None, answer: dict[str, object]
+) -> bool:
+    """While the incident's run asks for this (its ask under `key` is open), answer that ask in
+    the name of `email` through the answer service, and say so: nothing records it around the
+    ask. False when no run asks: the command records it directly."""
+    from aims_core.services import approvals
+
+    ask = approvals.request_by_key(UnitOfWork(), key)
+    if ask is None or ask.status != "open":
+        return False
+    if not email:
+        raise AimsError(
+            f"incident {incident_id}'s run asks {', '.join(ask.approvers)} {what} "
+            f"(ask {ask.id}): give --as EMAIL",
+            "as",
+        )
+    from aims_core.cli.approvals_cmd import answer_ask
+
+    answer_ask(ask.id, email, answer)
+    return True
 
 
 def _wake(incident: incidents.IncidentOut) -> None:

@@ -40,6 +40,7 @@ from aims_core.settings import Settings
 __all__ = [
     "CLASSIFICATION_FILE",
     "CLOCKS_FILE",
+    "Answerers",
     "Category",
     "Classification",
     "ClockRule",
@@ -49,6 +50,7 @@ __all__ = [
     "IncidentPolicy",
     "IncidentPolicyInvalid",
     "ResolvedCategory",
+    "ResponseAsks",
     "Severity",
     "Suggestion",
     "incident_policy",
@@ -206,6 +208,27 @@ class Confirmers(_Strict):
     activity: str = "serious-incident-confirmation"
 
 
+class Answerers(_Strict):
+    """Who answers one of the response run's questions: holders of `roles` within the RACI of
+    `activity` for the system (its Responsible and Consulted, plus its Accountable), and the
+    system's owner when `system_owner` (the people who know the system and ran the response)."""
+
+    roles: list[RoleId] = Field(default_factory=lambda: ["incident-responder"])
+    system_owner: bool = True
+    quorum: int = Field(default=1, ge=1)
+    activity: Id = "incident-response"
+
+
+class ResponseAsks(_Strict):
+    """The questions the response run asks after containment: the root cause, the lessons
+    learned, and what was changed after a refused closure (never answered by whoever refused
+    it: they check it at the next closure request)."""
+
+    root_cause: Answerers = Answerers()
+    lessons: Answerers = Answerers()
+    amendment: Answerers = Answerers()
+
+
 class SeriousRule(_Strict):
     kinds: list[SeriousKind] = Field(min_length=1)
     signals: Signals = Signals()
@@ -254,6 +277,7 @@ class Classification(_Strict):
     severities: list[Severity] = Field(min_length=1)
     categories: list[Category] = Field(min_length=1)
     serious_incident: SeriousRule
+    response_asks: ResponseAsks = ResponseAsks()
 
     # --- lookups (InvalidInput names the field a caller gave) ---------------------------------
 
@@ -413,6 +437,11 @@ class Classification(_Strict):
                 out.append(
                     f"categories: subcategory '{sub_id}' of {parent} is also a category name"
                 )
+        for name in ResponseAsks.model_fields:
+            who: Answerers = getattr(self.response_asks, name)
+            _known_roles(out, f"response_asks.{name}.roles", who.roles, roles)
+            if not who.roles and not who.system_owner:
+                out.append(f"response_asks.{name}: asks nobody (give roles or system_owner)")
         kinds = set(self.kind_ids)
         for i, r in enumerate(self.serious_incident.category_rules):
             where = f"serious_incident.category_rules.{i}"

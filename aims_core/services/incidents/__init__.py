@@ -26,6 +26,16 @@ from aims_core.services.incidents.lifecycle import add_timeline, attach_run, set
 from aims_core.services.incidents.messages import KIND_OPENED, KIND_SERIOUS, opened_message
 from aims_core.services.incidents.queries import get_incident, list_incidents
 from aims_core.services.incidents.reporting import report, resolve_alert
+from aims_core.services.incidents.review import (
+    amendment_ask,
+    amendment_key,
+    lessons_ask,
+    lessons_key,
+    root_cause_answer,
+    root_cause_ask,
+    root_cause_key,
+    root_cause_of,
+)
 from aims_core.services.incidents.schemas import (
     FISHBONE,
     FUTURE_SKEW,
@@ -51,10 +61,14 @@ __all__ = [
     "Source",
     "TimelineOut",
     "add_timeline",
+    "amendment_ask",
+    "amendment_key",
     "attach_run",
     "confirm_serious",
     "correct_aware_at",
     "get_incident",
+    "lessons_ask",
+    "lessons_key",
     "list_incidents",
     "not_in_future",
     "opened_message",
@@ -62,5 +76,9 @@ __all__ = [
     "record_root_cause",
     "report",
     "resolve_alert",
+    "root_cause_answer",
+    "root_cause_ask",
+    "root_cause_key",
+    "root_cause_of",
     "set_status",
 ]
