@@ -1,11 +1,13 @@
 """A CAPA end to end, on the real engine (Prefect API + served runner + fake Slack).
 
-Must show: a CAPA whose effectiveness check fails returns to root cause (the run waits for a new
-root cause, attempt 2), and a passing one closes after approval. The first attempt is given
-from the CLI (each command wakes the run), the second through the run's Prefect UI forms (the
-resume API, as the UI's Resume button). Then the tracker's tick wakes a run sleeping until its
-verification date. `--verify-after-days 0` (and a due date moved for the tick): nothing waits
-for real time. Uses fraud-detection (other flow tests use other systems).
+Must show: a CAPA whose effectiveness check fails returns to root cause (the run asks for a new
+root cause, attempt 2), and a passing one closes after approval. Every human step is an ask: the
+containment through the run's Prefect UI form (a claim without the owner's personal code refused,
+the run waiting again, then the code), attempt 1 from the CLI (`--as`: each answer resumes the
+run), attempt 2 through the UI forms with personal codes, its plan in two answers (the first says
+more actions follow). Then the tracker's tick wakes a run sleeping until its verification date.
+`--verify-after-days 0` (and a due date moved for the tick): nothing waits for real time. Uses
+fraud-detection (other flow tests use other systems).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy import select, update
 from aims_core.db import get_engine
 from aims_core.models import ApprovalRequest, AuditEvent, Capa, CapaStatus, Evidence
 from aims_core.services import capa as capas
+from aims_core.services.capa import CapaActionOut
 from aims_core.uow import UnitOfWork
 from deployments.prefect_runs import PrefectRuns
 
@@ -42,6 +45,15 @@ def ok(engine, *args: str, wakes: bool = True) -> str:  # type: ignore[no-untype
     if wakes:
         assert re.search(r"flow run \S+: resumed", result.output), result.output
     return result.output
+
+
+def planned(settings, capa_id: int, n: int) -> list[CapaActionOut]:  # type: ignore[no-untyped-def]
+    """The attempt's actions once the run has applied the plan's answers (`n` of them)."""
+    deadline = time.monotonic() + 60
+    while len(actions := capas.get_capa(UnitOfWork(settings), capa_id).current_actions) < n:
+        assert time.monotonic() < deadline, f"CAPA {capa_id}: {len(actions)} actions, not {n}"
+        time.sleep(0.3)
+    return actions
 
 
 def open_capa(engine, title: str, *extra: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
@@ -76,46 +88,35 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
     capa_id, run_id = open_capa(engine, title, "--verify-after-days", "0")
     key = f"capa-{capa_id}"
 
-    # Containment through the form (the UI's Resume with input).
-    run = wait_for_pause(run_id, f"{key}-a1-containment-r1")
+    # Containment, asked of the owner (and the stand-in): in the UI form, a claim without the
+    # owner's code is refused and the run waits again; with their code it is recorded.
+    contain = ask_of(settings, f"{key}-a1-containment-1")
+    run = wait_for_pause(run_id, f"approval-{contain}-round-1")
     t_suspended = time.monotonic()
     with get_client(sync_client=True) as client:
         keyset = keyset_from_paused_state(run.state)
         description = client.read_flow_run_input(run.id, keyset["description"])
-    assert f"### CAPA {capa_id}: {title} — containment (attempt 1)" in description
-    assert f"aims capa containment {capa_id} --text" in description
-    resume_with(run_id, containment="Rule-based fallback switched on for card payments")
+    assert f"### CAPA containment: Contain CAPA {capa_id}: {title}" in description
+    assert f"**who may answer**: {GOV}, {OWNER}" in description
+    text = "Rule-based fallback switched on for card payments"
+    resume_with(run_id, person=OWNER, code="", containment=text)
+    wait_for_pause(run_id, f"approval-{contain}-round-2")
+    resume_with(run_id, person=OWNER, code=ui_code(settings, contain, OWNER), containment=text)
 
-    # Attempt 1 from the CLI: each command completes a step and wakes the run.
-    wait_for_pause(run_id, f"{key}-a1-root-cause-r1")
-    ok(
-        engine,
-        "capa",
-        "rca",
-        str(capa_id),
-        "--why",
-        "Bursts were rare in training data",
-        "--why",
-        "Sampling dropped them",
-        "--root-cause",
-        "Training sample drops bursts",
-    )
-    wait_for_pause(run_id, f"{key}-a1-action-plan-r1")
-    ok(
-        engine,
-        "capa",
-        "action",
-        str(capa_id),
-        "--title",
-        "Keep bursts in the sample",
-        "--owner",
-        DS,
-        "--due",
-        DUE,
-    )
-    wait_for_pause(run_id, f"{key}-a1-tracking-r1")
-    [first] = capas.get_capa(UnitOfWork(settings), capa_id).current_actions
-    ok(engine, "capa", "done", str(first.id), "--evidence", "PR 42 merged")
+    # Attempt 1 from the CLI, as the owner (and the action's owner): each answer resumes the run.
+    wait_for_pause(run_id, f"approval-{ask_of(settings, f'{key}-a1-root-cause-1')}-round-1")
+    why = ("--why", "Bursts were rare in training data", "--why", "Sampling dropped them")
+    rca = ("capa", "rca", str(capa_id), *why, "--root-cause", "Training sample drops bursts")
+    refused = engine_cli(engine, *rca)
+    assert refused.exit_code == 2 and "give --as EMAIL" in refused.output, refused.output
+    ok(engine, *rca, "--as", OWNER)
+    wait_for_pause(run_id, f"approval-{ask_of(settings, f'{key}-a1-plan-1')}-round-1")
+    action = ("--title", "Keep bursts in the sample", "--owner", DS, "--due", DUE)
+    ok(engine, "capa", "action", str(capa_id), *action, "--as", OWNER)
+    [first] = planned(settings, capa_id, 1)
+    done = ask_of(settings, f"{key}-a1-action-{first.id}-done-1")
+    wait_for_pause(run_id, f"approval-{done}-round-1")
+    ok(engine, "capa", "done", str(first.id), "--evidence", "PR 42 merged", "--as", DS)
     # The effectiveness check is an ask to the verifiers, never the owner.
     ask1 = ask_of(settings, f"{key}-a1-v1-verification")
     wait_for_pause(run_id, f"approval-{ask1}-round-1")
@@ -123,10 +124,11 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
     refused = engine_cli(engine, *verify, "--as", OWNER)
     assert refused.exit_code == 2 and f"owns CAPA {capa_id}" in refused.output, refused.output
 
-    # It fails: back to root cause, attempt 2, the run waits for it.
+    # It fails: back to root cause, attempt 2, a new ask.
     out = ok(engine, *verify[:-1], "Two bursts missed last week", "--as", AUDITOR)
     assert f"recorded answer by {AUDITOR} on ask {ask1}" in out
-    run = wait_for_pause(run_id, f"{key}-a2-root-cause-r1")
+    rca2 = ask_of(settings, f"{key}-a2-root-cause-1")
+    run = wait_for_pause(run_id, f"approval-{rca2}-round-1")
     t_failed = time.monotonic()
     c = capas.get_capa(UnitOfWork(settings), capa_id)
     assert (c.status, c.attempt, c.current_actions, c.root_cause) == (
@@ -138,26 +140,43 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
     with get_client(sync_client=True) as client:
         keyset = keyset_from_paused_state(run.state)
         description = client.read_flow_run_input(run.id, keyset["description"])
-    assert "root cause (attempt 2)" in description
+    assert f"Root cause of CAPA {capa_id} (attempt 2)" in description
     assert "verification 1 (attempt 1): not effective, Two bursts missed last week" in description
 
-    # Attempt 2 through the forms.
-    resume_with(
-        run_id,
+    # Attempt 2 through the UI forms, each with the answerer's code. The plan in two answers:
+    # the first says more actions follow, so the run asks for the next one.
+    def ui(ask_id: int, email: str, **answer: object) -> None:
+        wait_for_pause(run_id, f"approval-{ask_id}-round-1")
+        resume_with(run_id, person=email, code=ui_code(settings, ask_id, email), **answer)
+
+    ui(
+        rca2,
+        OWNER,
         method="fishbone",
-        data="Bursts never labelled",
-        process="No review",
+        data=["Bursts never labelled"],
+        process=["No review"],
         root_cause="Bursts are not labelled as fraud",
     )
-    wait_for_pause(run_id, f"{key}-a2-action-plan-r1")
-    resume_with(run_id, title="Label bursts", owner=DS, due=DUE)
-    wait_for_pause(run_id, f"{key}-a2-tracking-r1")
-    [second] = capas.get_capa(UnitOfWork(settings), capa_id).current_actions
-    resume_with(run_id, action_id=second.id, evidence="Labelling job live")
+    ui(
+        ask_of(settings, f"{key}-a2-plan-1"),
+        OWNER,
+        title="Label bursts",
+        due=DUE,
+        plan_complete=False,
+    )
+    wait_for_pause(run_id, f"approval-{ask_of(settings, f'{key}-a2-plan-2')}-round-1")
+    more = ("--title", "Review labels weekly", "--owner", DS, "--due", DUE, "--last")
+    ok(engine, "capa", "action", str(capa_id), *more, "--as", OWNER)
+    second, third = planned(settings, capa_id, 2)
+    assert (second.owner, third.owner) == (OWNER, DS)  # a blank owner: the CAPA's
+    ui(ask_of(settings, f"{key}-a2-action-{second.id}-done-1"), OWNER, evidence="Job live")
+    done = ask_of(settings, f"{key}-a2-action-{third.id}-done-1")
+    wait_for_pause(run_id, f"approval-{done}-round-1")
+    ok(engine, "capa", "done", str(third.id), "--evidence", "Review in the rota", "--as", DS)
     ask2 = ask_of(settings, f"{key}-a2-v2-verification")
     wait_for_pause(run_id, f"approval-{ask2}-round-1")
-    # The UI form: the owner's own code is refused (not a verifier of their CAPA), so is a
-    # wrong code for the auditor; the run waits again; the auditor's code is then accepted.
+    # The UI form: a wrong code for the auditor is refused; the run waits again; the auditor's
+    # code is then accepted.
     answer = {"result": "effective", "evidence": "No burst missed since"}
     resume_with(run_id, person=AUDITOR, code="AAAA-BBBB-CCCC-DDDD", **answer)
     wait_for_pause(run_id, f"approval-{ask2}-round-2")
@@ -196,7 +215,8 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
     ]
     assert [r.method for r in c.root_causes] == ["5-whys", "fishbone"]
 
-    # Evidence for each step, and the UI's inputs recorded once each, whatever the re-runs.
+    # Evidence for each step, and each answer recorded once, in its answerer's name, whatever
+    # the re-runs.
     with get_engine(settings.effective_database_url).connect() as conn:
         kinds = list(
             conn.scalars(
@@ -205,23 +225,29 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
                 .order_by(Evidence.id)
             )
         )
-        ui = list(
-            conn.scalars(
-                select(AuditEvent.action)
-                .where(AuditEvent.subject == f"capa:{capa_id}", AuditEvent.channel == "ui")
-                .where(AuditEvent.action.startswith("capa."))
-                .order_by(AuditEvent.id)
-            )
-        )
+        steps = conn.execute(
+            select(AuditEvent.action, AuditEvent.actor, AuditEvent.channel)
+            .where(AuditEvent.subject == f"capa:{capa_id}")
+            .where(AuditEvent.action.startswith("capa."), AuditEvent.channel != "flow")
+            .where(AuditEvent.action.not_in(["capa.opened", "capa.run-attached"]))
+            .order_by(AuditEvent.id)
+        ).all()
     assert kinds.count("root-cause-analysis") == 2
-    assert kinds.count("capa-record") == 7  # opened, containment, 2 actions, 2 checks, closed
-    assert ui == [
-        "capa.contained",
-        "capa.root-cause",
-        "capa.action-added",
-        "capa.action-done",
-        "capa.verification-scheduled",
-        "capa.verified-effective",
+    assert kinds.count("capa-record") == 8  # opened, containment, 3 actions, 2 checks, closed
+    assert [tuple(s) for s in steps] == [
+        ("capa.contained", OWNER, "ui"),
+        ("capa.root-cause", OWNER, "cli"),
+        ("capa.action-added", OWNER, "cli"),
+        ("capa.action-done", DS, "cli"),
+        ("capa.verification-scheduled", DS, "cli"),
+        ("capa.verified-ineffective", AUDITOR, "cli"),
+        ("capa.root-cause", OWNER, "ui"),
+        ("capa.action-added", OWNER, "ui"),
+        ("capa.action-added", OWNER, "cli"),
+        ("capa.action-done", OWNER, "ui"),
+        ("capa.action-done", DS, "cli"),
+        ("capa.verification-scheduled", DS, "cli"),
+        ("capa.verified-effective", AUDITOR, "ui"),
     ]
 
     # Name, tags and the checklist/timeline artifact, read back through the Prefect API.
@@ -237,8 +263,8 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
     assert f"## CAPA {capa_id}: {title} — CLOSED" in latest.data  # type: ignore[operator]
     assert "| verified-ineffective |" in latest.data  # type: ignore[operator]
     print(
-        f"\ncapa e2e: open→suspended {t_suspended - t0:.1f} s, attempt 1 (form + 4 CLI wakes) "
-        f"{t_failed - t_suspended:.1f} s, attempt 2 (5 forms)→approval wait "
+        f"\ncapa e2e: open→suspended {t_suspended - t0:.1f} s, attempt 1 (2 forms + 5 CLI) "
+        f"{t_failed - t_suspended:.1f} s, attempt 2 (6 forms + 2 CLI)→approval wait "
         f"{t_approval - t_failed:.1f} s, approve→completed {t_done - t_approval:.1f} s, "
         f"total {t_done - t0:.1f} s"
     )
@@ -255,24 +281,16 @@ def test_the_tick_wakes_a_run_sleeping_until_its_verification_is_due(engine) -> 
         "Alert routing fixed by hand",
     )
     key = f"capa-{capa_id}"
-    wait_for_pause(run_id, f"{key}-a1-root-cause-r1")
-    ok(engine, "capa", "rca", str(capa_id), "--root-cause", "Pager rota gap")
-    wait_for_pause(run_id, f"{key}-a1-action-plan-r1")
-    ok(
-        engine,
-        "capa",
-        "action",
-        str(capa_id),
-        "--title",
-        "Fix rota",
-        "--owner",
-        OWNER,
-        "--due",
-        DUE,
-    )
-    wait_for_pause(run_id, f"{key}-a1-tracking-r1")
-    [action] = capas.get_capa(UnitOfWork(settings), capa_id).current_actions
-    ok(engine, "capa", "done", str(action.id))
+    wait_for_pause(run_id, f"approval-{ask_of(settings, f'{key}-a1-root-cause-1')}-round-1")
+    as_owner = ("--as", OWNER)
+    ok(engine, "capa", "rca", str(capa_id), "--root-cause", "Pager rota gap", *as_owner)
+    wait_for_pause(run_id, f"approval-{ask_of(settings, f'{key}-a1-plan-1')}-round-1")
+    fix = ("--title", "Fix rota", "--owner", OWNER, "--due", DUE)
+    ok(engine, "capa", "action", str(capa_id), *fix, *as_owner)
+    [action] = planned(settings, capa_id, 1)
+    done = ask_of(settings, f"{key}-a1-action-{action.id}-done-1")
+    wait_for_pause(run_id, f"approval-{done}-round-1")
+    ok(engine, "capa", "done", str(action.id), "--evidence", "Rota fixed", *as_owner)
     wait_for_pause(run_id, f"{key}-a1-v1-until-due-r1")  # asleep, no form, for three days
 
     early = capas.wake_due_verifications(settings, runs=PrefectRuns())
