@@ -16,11 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prefect import get_run_logger
+from prefect import get_run_logger, task
 
+from aims_core.services import approvals
 from aims_core.services.approvals import ApprovalRequestIn
-from aims_core.uow import Actor
-from tasks.asks import AskOutcome, ask, open_request
+from aims_core.settings import get_settings
+from aims_core.uow import Actor, UnitOfWork
+from tasks.asks import AskOutcome, ask, open_request, outcome_of
 from tasks.delivery import deliver_now
 
 #: What an answer carries besides its form's fields (`AskOutcome.answers`).
@@ -53,6 +55,24 @@ def answered_as(outcome: AskOutcome) -> Actor:
     return Actor(who=str(answer["answered_by"]), channel=str(answer["answered_in"]))
 
 
+@task(name="open asks", persist_result=True)
+def open_asks(specs: list[ApprovalRequestIn]) -> list[int]:
+    """Every ask of a round opened (and its messages queued) at once, in one persisted task."""
+    return [open_request.fn(spec) for spec in specs]
+
+
+def answered(spec: ApprovalRequestIn) -> AskOutcome | None:
+    """The outcome of an ask already closed, read from the database (as `ask` would after its
+    wait), without its tasks: a run re-running over a round of answered asks stays quick."""
+    settings = get_settings()
+    request = approvals.request_by_key(UnitOfWork(settings), spec.idempotency_key)
+    if request is None or request.status == "open":
+        return None
+    # This run goes on: nothing is left to resume.
+    approvals.mark_resumed(UnitOfWork(settings), request.id)
+    return outcome_of(request)
+
+
 def collect_answers(q: Questionnaire) -> None:
     """Ask part by part, wait suspended, apply each answer, until nothing is open."""
     logger = get_run_logger()
@@ -68,11 +88,10 @@ def collect_answers(q: Questionnaire) -> None:
             len(missing),
             ", ".join(s.subject for s in specs),
         )
-        for spec in specs:  # every part asked at once, then one delivery pass
-            open_request(spec)
+        open_asks(specs)  # every part asked at once, then one delivery pass
         deliver_now(f"{q.name}-round-{round_}")
         for spec in specs:
-            outcome = ask(spec)
+            outcome = answered(spec) or ask(spec)
             if outcome.answers:  # none when the ask was cancelled: asked again next round
                 q.apply(outcome)
         round_ += 1

@@ -1,10 +1,11 @@
 """A gap assessment end to end, on the real engine (Prefect API + served runner + fake Slack).
 
-`aims gap start` → the run suspends with the form of area 4 (pre-filled from the records) → that
-area answered through the Prefect resume API (as the UI's form does, confirming the suggestions)
-→ the rest with `aims gap record --file` (which wakes the run) → approval requested → the
-assessor may not approve, the CEO does with `aims approve` → maturity frozen, plan made, report
-kept as evidence, the run publishes its summary.
+`aims gap start` → the run asks the assessor every area (one ask each, what the records suggest
+in its details) and waits on area 4's → a UI answer with a wrong code refused (the run waits
+again), then the assessor's code with one status and the suggestions confirmed → the rest with
+`aims gap record --file --as` (answering the open asks) → approval requested → the assessor may
+not approve, the CEO does with `aims approve` → maturity frozen, plan made, report kept as
+evidence, the run publishes its summary.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ import time
 from pathlib import Path
 
 import yaml
-from prefect_fixtures import engine_cli, resume_with, wait_for_pause, wait_for_state
+from prefect_fixtures import (
+    ask_of,
+    engine_cli,
+    resume_with,
+    ui_code,
+    wait_for_pause,
+    wait_for_state,
+)
 from sqlalchemy import func, select
 
 from aims_core.db import get_engine
@@ -23,7 +31,6 @@ from aims_core.models import ApprovalRequest, AuditEvent
 from aims_core.rules.gap import assessable
 from aims_core.services import evidence, gap, plan
 from aims_core.uow import Actor, UnitOfWork
-from flows.gap_assessment import field_name
 
 GOV = "governance@northwind.example"
 CEO = "ceo@northwind.example"
@@ -45,19 +52,29 @@ def test_gap_assessment_through_form_cli_and_approval(engine, tmp_path: Path, mo
 
     wait_for_state(run_id, {"Suspended"})
     [a] = [x for x in gap.list_assessments(UnitOfWork(settings)) if x.flow_run_id == run_id]
-    run = wait_for_pause(run_id, f"gap-{a.id}-area-4-round-1")
+    area4 = ask_of(settings, f"gap-assessment-{a.id}-4-1-r1")
+    run = wait_for_pause(run_id, f"approval-{area4}-round-1")
     with get_client(sync_client=True) as client:
         keyset = keyset_from_paused_state(run.state)
         description = client.read_flow_run_input(run.id, keyset["description"])
         schema = json.loads(client.read_flow_run_input(run.id, keyset["schema"]))
     assert f"Gap assessment #{a.id}: 4 Context of the organization" in description
-    assert {field_name(r) for r in ("4.1", "4.2", "4.3", "4.4")} <= set(schema["properties"])
-    assert "suggested from records: conforming" in schema["properties"]["r_4_1"]["description"]
+    assert "- 4.1 Understanding the organization and its context: not assessed; suggested" in (
+        description
+    )
+    assert {"r_4_1", "note_4_4", "accept_suggestions", "person", "code"} <= set(
+        schema["properties"]
+    )
 
-    # Area 4 through the form: one status typed, the suggestions confirmed for the rest.
-    resume_with(run_id, r_4_4="not-conforming", note_4_4="no AIMS description yet",
-                accept_suggestions=True)  # fmt: skip
-    wait_for_pause(run_id, f"gap-{a.id}-area-5-round-2")
+    # Area 4 through the UI form: a wrong code is refused and the run waits again; with the
+    # assessor's code, one status typed and the suggestions confirmed for the rest.
+    typed = {"r_4_4": "not-conforming", "note_4_4": "no AIMS description yet"}
+    resume_with(run_id, person=GOV, code="AAAA-BBBB-CCCC-DDDD", accept_suggestions=True, **typed)
+    wait_for_pause(run_id, f"approval-{area4}-round-2")
+    code = ui_code(settings, area4, GOV)
+    resume_with(run_id, person=GOV, code=code, accept_suggestions=True, **typed)
+    area5 = ask_of(settings, f"gap-assessment-{a.id}-5-1-r1")
+    wait_for_pause(run_id, f"approval-{area5}-round-1")
     now = gap.get(UnitOfWork(settings), a.id).by_id()
     assert [now[r].status for r in ("4.1", "4.2", "4.3", "4.4")] == [
         "conforming",
@@ -65,18 +82,18 @@ def test_gap_assessment_through_form_cli_and_approval(engine, tmp_path: Path, mo
         "partially-conforming",
         "not-conforming",
     ]
+    assert now["4.4"].answered_by == GOV
 
-    # The rest from a file: recorded, and the run woken once every requirement is assessed.
+    # The rest from a file, as the assessor: it answers the 16 open asks, the run records them.
     rest = {r.id: "conforming" for r in assessable() if not r.id.startswith("4.")}
     rest["5.2"] = "not-conforming"
     answers = tmp_path / "answers.yaml"
     answers.write_text(yaml.safe_dump(rest))
-    recorded = engine_cli(
-        engine, "gap", "record", "--file", str(answers), "--assessment", str(a.id)
-    )
+    record = ("gap", "record", "--file", str(answers), "--assessment", str(a.id))
+    recorded = engine_cli(engine, *record, "--as", GOV)
     assert recorded.exit_code == 0, recorded.output
-    assert "70 of 70 requirements assessed" in recorded.output
-    assert f"flow run {run_id}: resumed" in recorded.output
+    assert "answered 16 area(s) through the run's asks" in recorded.output
+    assert f"recorded answer by {GOV} on ask {area5}" in recorded.output
 
     # Approval through the approval service: the assessor may not decide, the CEO does.
     with get_engine(settings.effective_database_url).connect() as conn:
@@ -105,16 +122,16 @@ def test_gap_assessment_through_form_cli_and_approval(engine, tmp_path: Path, mo
     tasks = plan.list_tasks(UnitOfWork(settings), assessment_id=a.id)
     assert {t.requirement for t in tasks} == {"4.3", "4.4", "5.2"}
     with get_engine(settings.effective_database_url).connect() as conn:
-        ui = conn.scalar(
-            select(func.count())
-            .select_from(AuditEvent)
+        recorded_as = conn.execute(
+            select(AuditEvent.channel, AuditEvent.actor, func.count())
             .where(
                 AuditEvent.subject == gap.subject(a.id),
                 AuditEvent.action == "gap.recorded",
-                AuditEvent.channel == "ui",
             )
-        )
-    assert ui == 1  # the form's answers were recorded once, whatever the re-runs
+            .group_by(AuditEvent.channel, AuditEvent.actor)
+        ).all()
+    # Each area's answer recorded once in the assessor's name, whatever the re-runs.
+    assert sorted(map(tuple, recorded_as)) == [("cli", GOV, 16), ("ui", GOV, 1)]
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)
