@@ -1,7 +1,8 @@
 """AI system impact assessments (6.1.4, 8.4, A.5): start, answer, complete, decide, render.
 
-Every channel (the flow's Prefect UI form, `aims impact answer`, an answers file) records answers
-through `answer`, which checks each one against its question and writes all or nothing. The
+The flow asks the assessor one section per ask (`section_asks`; the form is the section's
+questions, `aims_core/ask_forms/questionnaires.py`) and records each answer through `answer`, as
+`aims impact answer` and an answers file do: each checked against its question, all or nothing. The
 database is authoritative: the flow re-reads `missing_required` after every wait. An approved
 assessment is rendered (Markdown + HTML, `aims_core.reports`) and kept as `impact-assessment`
 evidence: the Markdown on `system:<name>` (what gates look for), the HTML on

@@ -2,9 +2,10 @@
 
 An assessment covers every leaf clause (4.1 ... 10.2) and Annex A control. It starts pre-filled:
 the rules of `gap_prefill.yaml` run probes over the engine's own records and suggest a status
-with the records found (`prefill`); everything else is "not assessed". Every channel (the flow's
-Prefect UI form per area, `aims gap record`, an answers file) records through `record`
-(`answers`), which checks each answer and writes all or nothing. The completed assessment is
+with the records found (`prefill`); everything else is "not assessed". The flow asks one area
+per ask (`asks`: to the assessor, its form from the catalog) and applies each answer through
+`record` (`answers`), as `aims gap record` and an answers file do: each answer checked, all or
+nothing. The completed assessment is
 approved through the approval service (`approval`); on approval the maturity (`maturity`,
 `gap_maturity.yaml`) is frozen on the assessment, the implementation plan is made
 (`aims_core.services.plan`) and the assessment is kept as evidence (`markdown`), all in one
