@@ -214,11 +214,18 @@ def test_a_policy_naming_an_unknown_role_or_nobody_is_refused_with_every_problem
     assert default.response_asks.amendment.system_owner
 
 
-def test_the_forms_are_registered_and_match_the_record(settings: Settings) -> None:
-    for kind in (INCIDENT_ROOT_CAUSE, INCIDENT_LESSONS, CLOSURE_AMENDMENT):
+def test_the_forms_are_registered_and_match_the_record(tmp_path: Path) -> None:
+    whys = [f"why_{n}" for n in range(1, 6)]
+    forms = {
+        INCIDENT_ROOT_CAUSE: [*whys, *FISHBONE, "root_cause"],  # the record's fishbone
+        INCIDENT_LESSONS: ["lessons"],
+        CLOSURE_AMENDMENT: ["changes"],
+    }
+    for kind, fields in forms.items():
         assert kind in FORM_TITLES
-        answer_model(settings, kind, "incident:1")
-    assert FISHBONE_FIELDS == FISHBONE  # the form's fishbone is the record's
+        model = answer_model(Settings(data_dir=tmp_path), kind, "incident:1")
+        assert list(model.model_fields) == fields
+    assert FISHBONE_FIELDS == FISHBONE
 
 
 def test_cli_answers_the_runs_open_ask_and_records_directly_only_when_none(
