@@ -30,6 +30,7 @@ from prefect.runtime import flow_run
 
 from aims_core.models import CapaStatus
 from aims_core.ports import EngineNotRunning
+from aims_core.services import approvals
 from aims_core.services import capa as capas
 from aims_core.services.capa import CapaOut, CapaResult
 from aims_core.settings import get_settings
@@ -191,7 +192,8 @@ def take_step(c: CapaOut, report: Report) -> None:
     action's completion) and apply the answer. An ask ended unanswered is asked again."""
     spec = capas.step_spec(_uow(), c.id, flow_run_id=str(flow_run.id))
     assert spec is not None, c.status
-    report.publish()
+    if approvals.request_by_key(_uow(), spec.idempotency_key) is None:  # a new step, not a re-run
+        report.publish()
     outcome = ask(spec)
     if outcome.answers:
         record_answer(c.id, outcome)
@@ -265,15 +267,13 @@ def capa(capa_id: int) -> CapaResult:
 
 
 def _result(c: CapaOut) -> CapaResult:
-    approvals: list[str] = []
+    approved: list[str] = []
     if c.closure_request_id is not None:
-        from aims_core.services.approvals import get_request
-
-        approvals = get_request(_uow(), c.closure_request_id).approvals
+        approved = approvals.get_request(_uow(), c.closure_request_id).approvals
     return CapaResult(
         capa_id=c.id,
         status=c.status.value,
         attempts=c.attempt,
         closure_request_id=c.closure_request_id,
-        approvals=approvals,
+        approvals=approved,
     )

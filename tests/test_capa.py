@@ -153,6 +153,7 @@ def test_shipped_policy_and_an_organisation_override(settings: Settings) -> None
     policy = capas.capa_policy(settings)
     assert policy.verification.after_days == 30
     assert policy.closure.approver_roles == ["governance-lead", "compliance-officer"]
+    assert policy.steps.stand_in_roles == ["governance-lead"]  # besides the owners, who answer
     (settings.data_dir / "capa_policy.yaml").write_text(
         "verification: {after_days: 0, verifier_roles: [internal-auditor]}\n"
         "tracking: {remind_days_before: [3]}\n"
@@ -163,6 +164,7 @@ def test_shipped_policy_and_an_organisation_override(settings: Settings) -> None
         0,
         ["top-management"],
     )
+    assert policy.steps.stand_in_roles == []  # not named: only the owners answer the steps
 
 
 def test_a_bad_policy_names_every_problem(settings: Settings) -> None:
@@ -180,12 +182,14 @@ def test_a_bad_policy_names_every_problem(settings: Settings) -> None:
         "verification: {after_days: 1, verifier_roles: [auditors]}\n"
         "tracking: {escalation_role: boss}\n"
         "closure: {activity: capa-closure, approver_roles: [legal]}\n"
+        "steps: {stand_in_roles: [deputy]}\n"
     )
     with pytest.raises(CapaPolicyInvalid) as err:
         capas.capa_policy(settings)
-    assert len(err.value.problems) == 2
+    assert len(err.value.problems) == 3
     assert "unknown role 'auditors'" in str(err.value)
     assert "tracking.escalation_role: unknown role 'boss'" in str(err.value)
+    assert "steps.stand_in_roles: unknown role 'deputy'" in str(err.value)
 
 
 # --- opening -----------------------------------------------------------------------------------

@@ -4,10 +4,11 @@ Must show: a CAPA whose effectiveness check fails returns to root cause (the run
 root cause, attempt 2), and a passing one closes after approval. Every human step is an ask: the
 containment through the run's Prefect UI form (a claim without the owner's personal code refused,
 the run waiting again, then the code), attempt 1 from the CLI (`--as`: each answer resumes the
-run), attempt 2 through the UI forms with personal codes, its plan in two answers (the first says
-more actions follow). Then the tracker's tick wakes a run sleeping until its verification date.
-`--verify-after-days 0` (and a due date moved for the tick): nothing waits for real time. Uses
-fraud-detection (other flow tests use other systems).
+run), attempt 2 through the UI forms with personal codes (the plan's rule, one action per answer
+until one says the plan is complete, is shown in tests/test_asks_capa.py). Then the tracker's
+tick wakes a run sleeping until its verification date. `--verify-after-days 0` (and a due date
+moved for the tick): nothing waits for real time. Uses fraud-detection (other flow tests use
+other systems).
 """
 
 from __future__ import annotations
@@ -143,8 +144,7 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
     assert f"Root cause of CAPA {capa_id} (attempt 2)" in description
     assert "verification 1 (attempt 1): not effective, Two bursts missed last week" in description
 
-    # Attempt 2 through the UI forms, each with the answerer's code. The plan in two answers:
-    # the first says more actions follow, so the run asks for the next one.
+    # Attempt 2 through the UI forms, each with the answerer's code.
     def ui(ask_id: int, email: str, **answer: object) -> None:
         wait_for_pause(run_id, f"approval-{ask_id}-round-1")
         resume_with(run_id, person=email, code=ui_code(settings, ask_id, email), **answer)
@@ -157,22 +157,10 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
         process=["No review"],
         root_cause="Bursts are not labelled as fraud",
     )
-    ui(
-        ask_of(settings, f"{key}-a2-plan-1"),
-        OWNER,
-        title="Label bursts",
-        due=DUE,
-        plan_complete=False,
-    )
-    wait_for_pause(run_id, f"approval-{ask_of(settings, f'{key}-a2-plan-2')}-round-1")
-    more = ("--title", "Review labels weekly", "--owner", DS, "--due", DUE, "--last")
-    ok(engine, "capa", "action", str(capa_id), *more, "--as", OWNER)
-    second, third = planned(settings, capa_id, 2)
-    assert (second.owner, third.owner) == (OWNER, DS)  # a blank owner: the CAPA's
-    ui(ask_of(settings, f"{key}-a2-action-{second.id}-done-1"), OWNER, evidence="Job live")
-    done = ask_of(settings, f"{key}-a2-action-{third.id}-done-1")
-    wait_for_pause(run_id, f"approval-{done}-round-1")
-    ok(engine, "capa", "done", str(third.id), "--evidence", "Review in the rota", "--as", DS)
+    plan = {"title": "Label bursts", "owner": DS, "due": DUE, "plan_complete": True}
+    ui(ask_of(settings, f"{key}-a2-plan-1"), OWNER, **plan)
+    [second] = planned(settings, capa_id, 1)
+    ui(ask_of(settings, f"{key}-a2-action-{second.id}-done-1"), DS, evidence="Labelling job live")
     ask2 = ask_of(settings, f"{key}-a2-v2-verification")
     wait_for_pause(run_id, f"approval-{ask2}-round-1")
     # The UI form: a wrong code for the auditor is refused; the run waits again; the auditor's
@@ -233,7 +221,7 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
             .order_by(AuditEvent.id)
         ).all()
     assert kinds.count("root-cause-analysis") == 2
-    assert kinds.count("capa-record") == 8  # opened, containment, 3 actions, 2 checks, closed
+    assert kinds.count("capa-record") == 7  # opened, containment, 2 actions, 2 checks, closed
     assert [tuple(s) for s in steps] == [
         ("capa.contained", OWNER, "ui"),
         ("capa.root-cause", OWNER, "cli"),
@@ -243,10 +231,8 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
         ("capa.verified-ineffective", AUDITOR, "cli"),
         ("capa.root-cause", OWNER, "ui"),
         ("capa.action-added", OWNER, "ui"),
-        ("capa.action-added", OWNER, "cli"),
-        ("capa.action-done", OWNER, "ui"),
-        ("capa.action-done", DS, "cli"),
-        ("capa.verification-scheduled", DS, "cli"),
+        ("capa.action-done", DS, "ui"),
+        ("capa.verification-scheduled", DS, "ui"),
         ("capa.verified-effective", AUDITOR, "ui"),
     ]
 
@@ -264,7 +250,7 @@ def test_failed_verification_returns_to_root_cause_and_a_passing_one_closes_afte
     assert "| verified-ineffective |" in latest.data  # type: ignore[operator]
     print(
         f"\ncapa e2e: open→suspended {t_suspended - t0:.1f} s, attempt 1 (2 forms + 5 CLI) "
-        f"{t_failed - t_suspended:.1f} s, attempt 2 (6 forms + 2 CLI)→approval wait "
+        f"{t_failed - t_suspended:.1f} s, attempt 2 (5 forms)→approval wait "
         f"{t_approval - t_failed:.1f} s, approve→completed {t_done - t_approval:.1f} s, "
         f"total {t_done - t0:.1f} s"
     )

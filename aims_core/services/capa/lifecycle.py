@@ -148,7 +148,8 @@ def open_capa(
                 row,
                 owner,
                 f"You own {head(row)}. First: contain and correct it — "
-                f"`aims capa containment {row.id} --text ...` or the run's form in Prefect."
+                "answer the run's ask (in Slack, the run's Prefect form with your personal code, "
+                f"or `aims capa containment {row.id} --text ... --as {owner.email}`)."
                 + (f" Similar open CAPAs: {', '.join(map(str, similar))}." if similar else ""),
             )
             if data.containment.strip():
@@ -357,7 +358,8 @@ def add_action(
             row,
             owner,
             f"Action {action.id} of {head(row)} is yours: {data.title}, due {data.due}. "
-            f"When done: `aims capa done {action.id} --evidence ...`",
+            f"When done: `aims capa done {action.id} --evidence ... --as {owner.email}` (or "
+            "answer the run's ask in Slack).",
         )
         out = capa_out(s, row)
         uow.commit()

@@ -218,20 +218,23 @@ class CapaOut(BaseModel):
         i = self.id
         match self.status:
             case CapaStatus.containment:
-                return f"containment/correction: `aims capa containment {i} --text ...`"
+                return f"containment/correction: `aims capa containment {i} --text ... --as EMAIL`"
             case CapaStatus.root_cause:
                 return (
                     f"root cause (attempt {self.attempt}): "
-                    f"`aims capa rca {i} --why ... --root-cause ...`"
+                    f"`aims capa rca {i} --why ... --root-cause ... --as EMAIL`"
                 )
             case CapaStatus.action_plan:
                 return (
                     f"action plan: `aims capa action {i} --title ... --owner EMAIL "
-                    "--due YYYY-MM-DD`"
+                    "--due YYYY-MM-DD [--more] --as EMAIL`"
                 )
             case CapaStatus.tracking:
                 ids = ", ".join(str(a.id) for a in self.open_actions)
-                return f"actions to complete ({ids}): `aims capa done ACTION_ID --evidence ...`"
+                return (
+                    f"actions to complete ({ids}): "
+                    "`aims capa done ACTION_ID --evidence ... --as EMAIL`"
+                )
             case CapaStatus.verification:
                 due = self.verification_due_at
                 when = f"due {due:%Y-%m-%d %H:%M} UTC" if due else "due"
