@@ -158,7 +158,9 @@ def test_every_wait_shows_a_form_that_says_what_is_asked() -> None:
                 assert func.id in helpers, f"{where}: unknown form {func.id}"
                 built = _calls(helpers[func.id], "with_initial_data")
                 assert built, f"{where}: {func.id} builds no described form"
-    assert waits >= 6
+    # Every human step is an ask, waited for in one loop (tasks/asks.py); the CAPA's sleep until
+    # its verification falls due is the other wait. Finding fewer means the scan went blind.
+    assert waits >= 2
 
 
 # --- the tag vocabulary --------------------------------------------------------------------------
