@@ -14,6 +14,7 @@ import typer
 
 from aims_core import processes
 from aims_core.cli._base import print_json, print_table
+from aims_core.errors import AimsError
 from aims_core.models import ApprovalStatus, Outcome
 from aims_core.services import approvals
 from aims_core.services.approvals import ApprovalRequestOut, DecisionIn
@@ -227,6 +228,31 @@ def answer_ask(request_id: int, email: str, answer: dict[str, object]) -> None:
     head = "recorded answer" if result.recorded else "answer already recorded"
     typer.echo(f"{head} by {who} on ask {request_id}: {result.summary()}")
     follow_up(result)
+
+
+def open_ask(key: str) -> approvals.ApprovalRequestOut | None:
+    """The run's ask opened under `key`, while it is open (None: no run asks for it now)."""
+    ask = approvals.request_by_key(UnitOfWork(), key)
+    return ask if ask is not None and ask.status == "open" else None
+
+
+def answer_open_ask(
+    ask: approvals.ApprovalRequestOut,
+    email: str | None,
+    answer: dict[str, object],
+    *,
+    asker: str,
+    what: str,
+) -> None:
+    """A domain command (`aims capa containment`, `aims incident rca`, ...) while a run asks for
+    the step: it answers that ask as `email` (required then, one line naming who is asked),
+    through the answer service — nothing records the step around the ask."""
+    if not email:
+        raise AimsError(
+            f"{asker} asks {', '.join(ask.approvers)} {what} (ask {ask.id}): give --as EMAIL",
+            "as",
+        )
+    answer_ask(ask.id, email, answer)
 
 
 def approve(

@@ -16,7 +16,7 @@ import typer
 from aims_core import processes
 from aims_core.cli._base import print_json, print_table
 from aims_core.cli.engine import run_ended, wake
-from aims_core.errors import AimsError, Conflict, InvalidInput
+from aims_core.errors import Conflict, InvalidInput
 from aims_core.models import AuditStatus
 from aims_core.services import audits
 from aims_core.services.approvals import ApprovalRequestOut
@@ -198,15 +198,9 @@ def _run_asks(audit_id: int) -> ApprovalRequestOut | None:
 def _answer(
     audit_id: int, ask: ApprovalRequestOut, email: str | None, answer: dict[str, object]
 ) -> None:
-    if not email:
-        raise AimsError(
-            f"audit {audit_id}'s run asks {', '.join(ask.approvers)} for the fieldwork "
-            f"(ask {ask.id}): give --as EMAIL",
-            "as",
-        )
-    from aims_core.cli.approvals_cmd import answer_ask
+    from aims_core.cli.approvals_cmd import answer_open_ask
 
-    answer_ask(ask.id, email, answer)
+    answer_open_ask(ask, email, answer, asker=f"audit {audit_id}'s run", what="for the fieldwork")
 
 
 AS_HELP = "The auditor answering (required while the audit's run asks)."

@@ -16,10 +16,10 @@ import typer
 from aims_core import processes
 from aims_core.cli._base import print_json, print_table
 from aims_core.cli.engine import run_ended, wake
-from aims_core.errors import AimsError, Conflict, InvalidInput
+from aims_core.errors import Conflict, InvalidInput
 from aims_core.models import CapaStatus
 from aims_core.services import capa as capas
-from aims_core.services.approvals import ApprovalRequestIn
+from aims_core.services.approvals import ApprovalRequestIn, ApprovalRequestOut
 from aims_core.services.capa import CapaOut
 from aims_core.settings import get_settings
 from aims_core.uow import Actor, UnitOfWork
@@ -79,27 +79,20 @@ def _start(out: CapaOut) -> str:
     return f"started run {name} ({run_id})\n{url}"
 
 
-def _open_ask(spec: ApprovalRequestIn) -> int | None:
-    """The id of the run's ask for this step, if it is open."""
-    from aims_core.services import approvals
+def _open_ask(spec: ApprovalRequestIn) -> ApprovalRequestOut | None:
+    """The run's ask for this step, if it is open."""
+    from aims_core.cli.approvals_cmd import open_ask
 
-    ask = approvals.request_by_key(UnitOfWork(), spec.idempotency_key)
-    return ask.id if ask is not None and ask.status == "open" else None
+    return open_ask(spec.idempotency_key)
 
 
-def _answer(ask_id: int, what: str, email: str | None, answer: dict[str, object]) -> None:
+def _answer(
+    ask: ApprovalRequestOut, what: str, email: str | None, answer: dict[str, object]
+) -> None:
     """Answer the run's open ask for a step as `email` (required then)."""
-    from aims_core.cli.approvals_cmd import answer_ask
-    from aims_core.services import approvals
+    from aims_core.cli.approvals_cmd import answer_open_ask
 
-    if not email:
-        ask = approvals.get_request(UnitOfWork(), ask_id)
-        raise AimsError(
-            f"the CAPA's run asks {', '.join(ask.approvers)} for {what} (ask {ask_id}): "
-            "give --as EMAIL",
-            "as",
-        )
-    answer_ask(ask_id, email, answer)
+    answer_open_ask(ask, email, answer, asker="the CAPA's run", what=f"for {what}")
 
 
 AS_HELP = "Who answers (required while the CAPA's run asks for this step)."
@@ -310,9 +303,9 @@ def containment(
     """Record containment and correction (react to the nonconformity)."""
     before = _status(capa_id)
     if before is CapaStatus.containment:
-        ask_id = _open_ask(capas.containment_spec(UnitOfWork(), capa_id))
-        if ask_id is not None:
-            _answer(ask_id, "containment", email, {"containment": text})
+        ask = _open_ask(capas.containment_spec(UnitOfWork(), capa_id))
+        if ask is not None:
+            _answer(ask, "containment", email, {"containment": text})
             return
     out = capas.record_containment(UnitOfWork(), capa_id, text, Actor.cli())
     _done(out, "containment recorded", before, as_json)
@@ -345,8 +338,8 @@ def rca(
     chosen = method or ("fishbone" if fishbone and not why else "5-whys" if why else "other")
     before = _status(capa_id)
     if before is CapaStatus.root_cause:
-        ask_id = _open_ask(capas.root_cause_spec(UnitOfWork(), capa_id))
-        if ask_id is not None:
+        ask = _open_ask(capas.root_cause_spec(UnitOfWork(), capa_id))
+        if ask is not None:
             unknown = sorted(set(fishbone) - set(capas.FISHBONE))
             if unknown:
                 raise InvalidInput(
@@ -354,7 +347,7 @@ def rca(
                     "cause",
                 )
             answer = {"method": chosen, "whys": why, "root_cause": root_cause, **fishbone}
-            _answer(ask_id, "the root cause", email, answer)
+            _answer(ask, "the root cause", email, answer)
             return
     out = capas.record_root_cause(
         UnitOfWork(),
@@ -383,10 +376,10 @@ def action(
     """Plan a corrective action (the first one starts tracking)."""
     before = _status(capa_id)
     if before in (CapaStatus.action_plan, CapaStatus.tracking):
-        ask_id = _open_ask(capas.plan_spec(UnitOfWork(), capa_id))
-        if ask_id is not None:
+        ask = _open_ask(capas.plan_spec(UnitOfWork(), capa_id))
+        if ask is not None:
             answer = {"title": title, "owner": owner, "due": due, "plan_complete": last}
-            _answer(ask_id, "the action plan", email, answer)
+            _answer(ask, "the action plan", email, answer)
             return
     out = capas.add_action(
         UnitOfWork(), capa_id, {"title": title, "owner": owner, "due": due}, Actor.cli()
@@ -407,9 +400,9 @@ def done(
     """Mark an action done; the last one schedules the effectiveness verification."""
     before = _status(capas.capa_of_action(UnitOfWork(), action_id))
     if before is CapaStatus.tracking:
-        ask_id = _open_ask(capas.completion_spec(UnitOfWork(), action_id))
-        if ask_id is not None:
-            _answer(ask_id, f"action {action_id}'s completion", email, {"evidence": evidence})
+        ask = _open_ask(capas.completion_spec(UnitOfWork(), action_id))
+        if ask is not None:
+            _answer(ask, f"action {action_id}'s completion", email, {"evidence": evidence})
             return
     out = capas.complete_action(UnitOfWork(), action_id, evidence, Actor.cli())
     _done(out, f"action {action_id} done", before, as_json)

@@ -17,7 +17,7 @@ import typer
 
 from aims_core.cli import drill_cmd, intake_cmd
 from aims_core.cli._base import print_json, print_table
-from aims_core.errors import AimsError, InvalidInput
+from aims_core.errors import InvalidInput
 from aims_core.messages import fmt_utc
 from aims_core.services import clocks, incidents
 from aims_core.services.clocks import ClockOut, fmt_left
@@ -255,23 +255,14 @@ def lessons(
 def _answered_ask(
     incident_id: int, key: str, what: str, email: str | None, answer: dict[str, object]
 ) -> bool:
-    """While the incident's run asks for this (its ask under `key` is open), answer that ask in
-    the name of `email` through the answer service, and say so: nothing records it around the
-    ask. False when no run asks: the command records it directly."""
-    from aims_core.services import approvals
+    """While the incident's run asks for this (its ask under `key` is open), answer that ask as
+    `email`; False when no run asks: the command records it directly."""
+    from aims_core.cli.approvals_cmd import answer_open_ask, open_ask
 
-    ask = approvals.request_by_key(UnitOfWork(), key)
-    if ask is None or ask.status != "open":
+    ask = open_ask(key)
+    if ask is None:
         return False
-    if not email:
-        raise AimsError(
-            f"incident {incident_id}'s run asks {', '.join(ask.approvers)} {what} "
-            f"(ask {ask.id}): give --as EMAIL",
-            "as",
-        )
-    from aims_core.cli.approvals_cmd import answer_ask
-
-    answer_ask(ask.id, email, answer)
+    answer_open_ask(ask, email, answer, asker=f"incident {incident_id}'s run", what=what)
     return True
 
 

@@ -73,7 +73,6 @@ __all__ = [
     "escalation_contacts",
     "get_request",
     "hand_over_code",
-    "request_by_key",
     "list_requests",
     "mark_resumed",
     "next_round",
@@ -84,5 +83,6 @@ __all__ = [
     "record_reminder",
     "rejected_by",
     "rejection_reasons",
+    "request_by_key",
     "request_out",
 ]
