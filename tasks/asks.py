@@ -108,8 +108,10 @@ def ui_form(
 def _description(
     settings: Settings, request: approvals.ApprovalRequestOut, refusal: str | None
 ) -> str:
+    approval = request.kind == APPROVAL_KIND
+    head = request.title if approval else f"{FORM_TITLES.get(request.kind)}: {request.title}"
     lines = [
-        f"### {FORM_TITLES.get(request.kind, request.kind)}: {request.title}",
+        f"### {head}",
         "",
         f"- **subject**: `{request.subject}`",
     ]
@@ -121,11 +123,12 @@ def _description(
             f"- **system**: {system.name} — risk tier **{system.risk_tier.value}**, "
             f"stage {system.lifecycle_stage.value}, owner {system.owner_name}"
         )
-    counted = request.approvals if request.kind == APPROVAL_KIND else request.answered_by
-    noun = "approvals" if request.kind == APPROVAL_KIND else "answers"
+    counted = request.approvals if approval else request.answered_by
+    noun = "approvals" if approval else "answers"
     lines += [
         f"- **quorum**: {len(counted)} of {request.quorum} {noun} so far",
-        f"- **who may answer**: {', '.join(request.approvers)}",
+        f"- **{'eligible approvers' if approval else 'who may answer'}**: "
+        + ", ".join(request.approvers),
     ]
     for email, why in request.excluded.items():
         lines.append(f"- **not {email}**: {why}")
@@ -137,7 +140,7 @@ def _description(
         lines.append(f"- **your last answer was not counted**: {refusal}")
     if request.details:
         lines += ["", request.details]
-    if request.kind == APPROVAL_KIND:
+    if approval:
         how = (
             f"Approve in Slack, with `aims approve {request.id} --as EMAIL`, or here: type your "
             "email, your decision and the personal code you were sent for this request (without "
@@ -167,12 +170,12 @@ def ask(spec: approvals.ApprovalRequestIn) -> AskOutcome:
             approvals.mark_resumed(UnitOfWork(settings), request_id)
             return outcome_of(request)
         logger.info(
-            "waiting for %s (%s, round %d): %d of %d",
+            "waiting for %s (round %d): %d of %d %s",
             request.subject,
-            request.kind,
             request.round,
             len(request.approvals) + len(request.answered_by),
             request.quorum,
+            "approvals" if request.kind == APPROVAL_KIND else f"answers ({request.kind})",
         )
         answer = suspend_flow_run(
             wait_for_input=ui_form(settings, request, refusal),

@@ -102,7 +102,9 @@ def test_management_review_runs_by_itself_on_its_schedule(engine) -> None:
     assert "ceo@northwind.example" in request.approvers
 
     # The minutes approved (as the CEO would from the CLI), the scheduled run finishes its work.
-    approved = engine_cli(engine, "approve", str(request.id), "--as", "ceo@northwind.example")
+    approved = engine_cli(
+        engine, "review", "minutes", period, "--as", "ceo@northwind.example", "--approve"
+    )
     assert approved.exit_code == 0, approved.output
     wait_for_state(run.id, {"Completed"}, timeout=120)
     assert reviews.get_review(UnitOfWork(engine.settings), period).status == "approved"
