@@ -155,7 +155,7 @@ def _import_prefect_client() -> None:
 def _open_database(settings: Settings) -> None:
     """Configure the mappers, open a pooled connection and compile the statements a click's
     follow-up reads with (the request's message view and its lazy loads, the outbox's due
-    rows) and a modal submission reads the ask with, reading only. Compiling them the first
+    rows) and a modal submission reads the ask's header with, reading only. Compiling them the first
     time takes ~150 ms of CPU holding the GIL: done amid a burst of clicks, it held four
     acknowledgements back by that much (py-spy on the decisions benchmark, PostgreSQL). If the
     database is down, the first click says so."""
@@ -168,8 +168,8 @@ def _open_database(settings: Settings) -> None:
             )
             if last is not None:
                 outbox.approval_view(uow.session, last)
-        if last is not None:  # a modal submission reads the whole ask first
-            approvals.get_request(UnitOfWork(settings), last.id)
+        if last is not None:  # what a modal submission reads first
+            approvals.ask_header(UnitOfWork(settings), last.id)
         outbox.due(UnitOfWork(settings), limit=1)
 
 

@@ -412,10 +412,10 @@ def _submission(
         _audit_unknown_user(settings, actor, rid, user_id, team_id, outcome)
         return _final(_refused("unknown-person", **context), "Not recorded")
     try:
-        request = approvals.get_request(UnitOfWork(settings), rid)
+        kind, subject, round_ = approvals.ask_header(UnitOfWork(settings), rid)
     except NotFound:
         return _final(_refused("unknown-request", **context), "Not recorded")
-    if request.round != meta.round:
+    if round_ != meta.round:
         return _final(_refused("moved-on", **context), "Not recorded")
     state = parsed.view.state.values
     if rejecting:
@@ -426,7 +426,7 @@ def _submission(
         )
     else:
         try:
-            model = ask_forms.answer_model(settings, request.kind, request.subject)
+            model = ask_forms.answer_model(settings, kind, subject)
         except AimsError as exc:
             return _final(_refused("error", detail=str(exc), **context), "Not recorded")
         blocks = list(model.model_fields)

@@ -23,6 +23,7 @@ from aims_core.services.approvals.escalation import (
 from aims_core.services.approvals.queries import (
     ORG_SCOPE,
     approved_by,
+    ask_header,
     get_request,
     list_requests,
     open_requests,
@@ -64,6 +65,7 @@ __all__ = [
     "RefusalReason",
     "Refused",
     "approved_by",
+    "ask_header",
     "attach_flow_run",
     "competence_checks",
     "create_request",

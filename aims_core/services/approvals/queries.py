@@ -227,6 +227,20 @@ def open_requests(uow: UnitOfWork, *, approver: str | None = None) -> list[Appro
     )
 
 
+def ask_header(uow: UnitOfWork, request_id: int) -> tuple[str, str, int]:
+    """(kind, subject, round) of an ask: what a Slack modal submission needs before deciding,
+    in one row's read (the whole ask, `get_request`, loads its answerers and decisions too)."""
+    with uow.read():
+        row = uow.session.execute(
+            select(ApprovalRequest.kind, ApprovalRequest.subject, ApprovalRequest.round).where(
+                ApprovalRequest.id == request_id
+            )
+        ).one_or_none()
+    if row is None:
+        raise NotFound(f"no approval request {request_id} (see `aims approvals list`)", "request")
+    return str(row.kind), str(row.subject), int(row.round)
+
+
 def person_for_slack_user(uow: UnitOfWork, slack_user_id: str) -> str | None:
     """The email of the person with this Slack user id; `decide` then checks what they may do."""
     with uow.read():
