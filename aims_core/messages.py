@@ -28,8 +28,8 @@ APPROVAL: Final = "approval"
 DECISION_BLOCK_ID: Final = "aims_decision"
 
 #: Stands for the recipient's personal code in a stored message. The code itself is rendered only
-#: at delivery (from the evidence key, outside the database): the database keeps its hash and
-#: must not hold it in a notification row either.
+#: at delivery (from the evidence key, outside the database, and the person's code counter): the
+#: database keeps neither the code nor its hash, in a notification row or anywhere else.
 PERSONAL_CODE_PLACEHOLDER: Final = "{aims:personal-code}"
 
 # Slack's limits (Block Kit reference): header 150 chars, section text 3,000, 10 fields.
